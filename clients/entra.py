@@ -1,0 +1,50 @@
+"""Does a client secret work? Ask Entra for a client-credentials token, the way Nylas will."""
+
+from __future__ import annotations
+
+import re
+
+from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseError
+from azure.identity import ClientSecretCredential
+
+from clients.interfaces import VerifyOutcome, VerifyResult
+from core.errors import DependencyUnavailable
+
+DEPENDENCY = "entra-id"
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+_AADSTS = re.compile(r"AADSTS\d+")
+_OUTCOMES = {
+    "AADSTS7000215": VerifyOutcome.REJECTED,  # wrong secret, or not yet propagated
+    "AADSTS7000222": VerifyOutcome.EXPIRED,
+    "AADSTS700016": VerifyOutcome.UNKNOWN_CLIENT,  # app not replicated yet, or deleted
+}
+
+
+class EntraVerifier:
+    def __init__(self, tenant_id: str, *, authority_host: str, ca_bundle: str = "", timeout: float = 30.0) -> None:
+        self.tenant_id = tenant_id
+        self._authority = authority_host
+        self._ca_bundle = ca_bundle
+        self._timeout = timeout
+
+    def verify(self, client_id: str, client_secret: str) -> VerifyResult:
+        options: dict[str, object] = {"authority": self._authority, "connection_timeout": self._timeout}
+        if self._ca_bundle:
+            options["connection_verify"] = self._ca_bundle
+        # A new credential per check: a cached token would prove nothing about this secret.
+        credential = ClientSecretCredential(self.tenant_id, client_id, client_secret, **options)
+        try:
+            credential.get_token(GRAPH_SCOPE)
+            return VerifyResult(VerifyOutcome.ACCEPTED)
+        except ClientAuthenticationError as exc:
+            # The message holds Entra's error_description (codes, trace ids), never the secret we sent.
+            text = str(exc)
+            found = _AADSTS.search(text)
+            code = found.group(0) if found else "unknown"
+            if found is None and ("connection" in text.lower() or "timed out" in text.lower()):
+                raise DependencyUnavailable(DEPENDENCY, "token endpoint unreachable") from None
+            return VerifyResult(_OUTCOMES.get(code, VerifyOutcome.REJECTED), code)
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise DependencyUnavailable(DEPENDENCY, f"network error: {exc.__class__.__name__}") from None
+        finally:
+            credential.close()

@@ -1,0 +1,139 @@
+"""Builds every outside-system client from settings: the one place where SDKs meet config.
+
+The function triggers and the operator CLI call ``services()``; tests and the demo
+call ``build_services`` with their own clock, sleep or notifier and ``use_services``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from azure.core.credentials import TokenCredential
+
+from clients.alerts import LogNotifier, WebhookNotifier
+from clients.entra import EntraVerifier
+from clients.graph import GraphClient
+from clients.interfaces import Notifier, RotationQueue
+from clients.keyvault import KeyVaultStore
+from clients.nylas import NylasGatewayHttp
+from clients.storage import BlobLeaseManager, StorageRotationQueue
+from core.clock import Clock, Sleep, SystemClock, real_sleep
+from core.settings import Settings, SettingsError
+from provisioning.manifest import load_manifest
+from provisioning.provision import Provisioner
+from rotation.engine import Dependencies, Policy, RotationEngine
+
+
+@dataclass
+class Services:
+    settings: Settings
+    deps: Dependencies
+    engine: RotationEngine
+    provisioner: Provisioner
+    queue: RotationQueue
+    vault: KeyVaultStore
+    graph: GraphClient
+
+
+def service_credential(settings: Settings) -> TokenCredential:
+    """The service's own identity: a managed identity in Azure, an app secret only for local emulators."""
+    options: dict[str, object] = {"authority": settings.authority_host}
+    if settings.ca_bundle:
+        options["connection_verify"] = settings.ca_bundle
+    if settings.client_secret:
+        from azure.identity import ClientSecretCredential
+
+        return ClientSecretCredential(
+            settings.tenant_id, settings.client_id, settings.client_secret, **options
+        )
+    from azure.identity import ManagedIdentityCredential
+
+    return ManagedIdentityCredential(client_id=settings.client_id or None)
+
+
+def build_services(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    sleep: Sleep | None = None,
+    notifier: Notifier | None = None,
+    credential: TokenCredential | None = None,
+) -> Services:
+    if not settings.storage.configured:
+        raise SettingsError(
+            f"storage is not configured: set {settings.storage.__class__.__name__} via AzureWebJobsStorage "
+            "(a connection string locally) or AzureWebJobsStorage__accountName"
+        )
+    credential = credential or service_credential(settings)
+    sleep = sleep or real_sleep
+    timeout = float(settings.http_timeout_seconds)
+    graph = GraphClient(credential, base_url=settings.graph_base_url, ca_bundle=settings.ca_bundle, timeout=timeout)
+    vault = KeyVaultStore(
+        settings.key_vault_url,
+        credential,
+        ca_bundle=settings.ca_bundle,
+        verify_challenge_resource=settings.verify_challenge_resource,
+        timeout=timeout,
+        max_retries=settings.http_max_retries,
+    )
+    if notifier is None:
+        notifier = (
+            WebhookNotifier(settings.alert_webhook_url, settings.alert_webhook_kind, ca_bundle=settings.ca_bundle)
+            if settings.alert_webhook_url
+            else LogNotifier()
+        )
+    deps = Dependencies(
+        graph=graph,
+        vault=vault,
+        verifier=EntraVerifier(
+            settings.tenant_id, authority_host=settings.authority_host, ca_bundle=settings.ca_bundle, timeout=timeout
+        ),
+        nylas=NylasGatewayHttp(
+            v3_api=settings.nylas_v3_api,
+            v2_api=settings.nylas_v2_api,
+            ca_bundle=settings.ca_bundle,
+            timeout=timeout,
+            max_retries=settings.http_max_retries,
+            sleep=sleep,
+        ),
+        leases=BlobLeaseManager(
+            settings.storage, settings.lease_container, seconds=settings.lease_seconds, credential=credential
+        ),
+        notifier=notifier,
+        clock=clock or SystemClock(),
+        sleep=sleep,
+    )
+    policy = Policy(
+        tenant_id=settings.tenant_id,
+        secret_prefix=settings.secret_prefix,
+        verify_budget_seconds=float(settings.verify_budget_seconds),
+        manual_escalate_days=settings.manual_escalate_days,
+        stuck_after_hours=settings.stuck_after_hours,
+    )
+    engine = RotationEngine(deps, policy)
+    provisioner = Provisioner(
+        engine, load_manifest(settings.permission_manifest_path), authority_host=settings.authority_host
+    )
+    queue = StorageRotationQueue(settings.storage, settings.rotation_queue, credential=credential)
+    return Services(settings, deps, engine, provisioner, queue, vault, graph)
+
+
+_lock = threading.Lock()
+_services: Services | None = None
+
+
+def services() -> Services:
+    """The process-wide services, built on first use (not at import: cold start stays cheap)."""
+    global _services
+    with _lock:
+        if _services is None:
+            _services = build_services(Settings.from_env())
+        return _services
+
+
+def use_services(value: Services | None) -> None:
+    """Install (or, with None, forget) the process-wide services: tests, the demo and the CLI."""
+    global _services
+    with _lock:
+        _services = value

@@ -1,0 +1,258 @@
+"""Microsoft Graph applications, behind the ``GraphApps`` seam.
+
+msgraph-sdk is async only, and its clients must be built inside the loop that
+runs them. The service's use cases are plain synchronous code (they run in the
+Functions worker's thread pool), so this facade owns one event loop on a daemon
+thread, builds the GraphServiceClient inside it once, and hands coroutines to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl
+import threading
+import uuid
+from collections.abc import Coroutine
+from datetime import datetime
+from typing import Any, TypeVar
+
+import httpx
+from azure.core.credentials import TokenCredential
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
+from msgraph.generated.applications.item.add_password.add_password_post_request_body import (
+    AddPasswordPostRequestBody,
+)
+from msgraph.generated.applications.item.remove_password.remove_password_post_request_body import (
+    RemovePasswordPostRequestBody,
+)
+from msgraph.generated.models.application import Application
+from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.models.password_credential import PasswordCredential
+from msgraph.generated.models.required_resource_access import RequiredResourceAccess
+from msgraph.generated.models.resource_access import ResourceAccess
+from msgraph.generated.models.service_principal import ServicePrincipal
+from msgraph.generated.models.web_application import WebApplication
+from msgraph.graph_request_adapter import GraphRequestAdapter
+from msgraph.graph_service_client import GraphServiceClient
+from msgraph_core import GraphClientFactory
+
+from clients.interfaces import AppInfo, AppSpec, NewPassword, PasswordInfo
+from core.clock import to_utc
+from core.errors import DependencyRejected, DependencyUnavailable, NotOwned, PolicyRejectedLifetime
+
+log = logging.getLogger("clients.graph")
+T = TypeVar("T")
+DEPENDENCY = "microsoft-graph"
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+
+
+class GraphClient:
+    def __init__(
+        self,
+        credential: TokenCredential,
+        *,
+        base_url: str = "https://graph.microsoft.com/v1.0",
+        ca_bundle: str = "",
+        timeout: float = 30.0,
+    ) -> None:
+        self._credential = credential
+        self._base_url = base_url.rstrip("/")
+        self._ca_bundle = ca_bundle
+        self._timeout = timeout
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="graph-loop", daemon=True)
+        self._thread.start()
+        self._client: GraphServiceClient | None = None
+
+    # --- plumbing --------------------------------------------------------------------
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(self._guard(coro), self._loop).result()
+
+    async def _graph(self) -> GraphServiceClient:
+        if self._client is None:
+            verify: ssl.SSLContext | bool = True
+            if self._ca_bundle:
+                verify = ssl.create_default_context(cafile=self._ca_bundle)
+            host = httpx.URL(self._base_url).host
+            auth = AzureIdentityAuthenticationProvider(self._credential, scopes=[GRAPH_SCOPE], allowed_hosts=[host])
+            http = GraphClientFactory.create_with_default_middleware(
+                client=httpx.AsyncClient(verify=verify, timeout=self._timeout)
+            )
+            adapter = GraphRequestAdapter(auth, client=http)
+            adapter.base_url = self._base_url
+            self._client = GraphServiceClient(request_adapter=adapter)
+        return self._client
+
+    async def _guard(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Translate SDK and transport errors into core.errors, naming Graph's code but never a body."""
+        try:
+            return await coro
+        except ODataError as exc:
+            raise _translate(exc) from None
+        except (httpx.TransportError, TimeoutError) as exc:
+            raise DependencyUnavailable(DEPENDENCY, f"network error: {exc.__class__.__name__}") from None
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    # --- GraphApps ---------------------------------------------------------------------
+
+    def find_by_unique_name(self, unique_name: str) -> AppInfo | None:
+        async def go() -> Application | None:
+            return await (await self._graph()).applications_with_unique_name(unique_name).get()
+
+        return self._find(go())
+
+    def find_by_app_id(self, app_id: str) -> AppInfo | None:
+        async def go() -> Application | None:
+            return await (await self._graph()).applications_with_app_id(app_id).get()
+
+        return self._find(go())
+
+    def _find(self, coro: Coroutine[Any, Any, Application | None]) -> AppInfo | None:
+        try:
+            app = self._run(coro)
+        except DependencyRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _app_info(app) if app else None
+
+    def get(self, object_id: str) -> AppInfo:
+        async def go() -> Application | None:
+            return await (await self._graph()).applications.by_application_id(object_id).get()
+
+        app = self._run(go())
+        if app is None:
+            raise DependencyUnavailable(DEPENDENCY, f"empty answer reading application {object_id}")
+        return _app_info(app)
+
+    def upsert(self, spec: AppSpec) -> AppInfo:
+        async def go() -> Application | None:
+            config: RequestConfiguration[Any] = RequestConfiguration()
+            config.headers.add("Prefer", "create-if-missing")
+            graph = await self._graph()
+            return await graph.applications_with_unique_name(spec.unique_name).patch(_application(spec), config)
+
+        created = self._run(go())
+        if created is not None:  # 201: a new app, returned whole
+            return _app_info(created)
+        found = self.find_by_unique_name(spec.unique_name)  # 204: it existed and was updated
+        if found is None:
+            raise DependencyUnavailable(DEPENDENCY, f"app {spec.unique_name} updated but not readable yet")
+        return found
+
+    def update(self, object_id: str, spec: AppSpec) -> None:
+        async def go() -> None:
+            body = _application(spec)
+            await (await self._graph()).applications.by_application_id(object_id).patch(body)
+
+        self._run(go())
+
+    def ensure_service_principal(self, app_id: str) -> None:
+        async def go() -> None:
+            await (await self._graph()).service_principals.post(ServicePrincipal(app_id=app_id))
+
+        try:
+            self._run(go())
+        except DependencyRejected as exc:
+            if exc.status == 409 or "exist" in (exc.message or "").lower():
+                return  # already there: that is the goal
+            raise
+
+    def add_password(self, object_id: str, display_name: str, end: datetime) -> NewPassword:
+        async def go() -> PasswordCredential | None:
+            body = AddPasswordPostRequestBody(
+                password_credential=PasswordCredential(display_name=display_name, end_date_time=to_utc(end))
+            )
+            return await (await self._graph()).applications.by_application_id(object_id).add_password.post(body)
+
+        made = self._run(go())
+        if made is None or not made.secret_text or made.key_id is None:
+            raise DependencyUnavailable(DEPENDENCY, "addPassword answered without a secret")
+        return NewPassword(
+            key_id=str(made.key_id),
+            secret_text=made.secret_text,
+            hint=made.hint or "",
+            start=made.start_date_time,
+            end=made.end_date_time,
+        )
+
+    def remove_password(self, object_id: str, key_id: str) -> None:
+        async def go() -> None:
+            body = RemovePasswordPostRequestBody(key_id=uuid.UUID(key_id))
+            await (await self._graph()).applications.by_application_id(object_id).remove_password.post(body)
+
+        try:
+            self._run(go())
+        except DependencyRejected as exc:
+            # Graph answers 400/404 for a key that is already gone; confirm before calling it done.
+            if exc.status in (400, 404) and not any(p.key_id == key_id for p in self.get(object_id).passwords):
+                return
+            raise
+
+
+def _application(spec: AppSpec) -> Application:
+    return Application(
+        display_name=spec.display_name,
+        sign_in_audience=spec.sign_in_audience,
+        web=WebApplication(redirect_uris=list(spec.redirect_uris)),
+        required_resource_access=[
+            RequiredResourceAccess(
+                resource_app_id=r["resourceAppId"],
+                resource_access=[ResourceAccess(id=uuid.UUID(a["id"]), type=a["type"]) for a in r["resourceAccess"]],
+            )
+            for r in spec.required_resource_access
+        ],
+        tags=list(spec.tags),
+        notes=spec.notes or None,
+    )
+
+
+def _app_info(app: Application) -> AppInfo:
+    return AppInfo(
+        object_id=app.id or "",
+        app_id=app.app_id or "",
+        unique_name=app.unique_name or "",
+        display_name=app.display_name or "",
+        sign_in_audience=app.sign_in_audience or "",
+        redirect_uris=tuple(app.web.redirect_uris or ()) if app.web else (),
+        tags=tuple(app.tags or ()),
+        passwords=tuple(
+            PasswordInfo(
+                key_id=str(p.key_id),
+                display_name=p.display_name or "",
+                hint=p.hint or "",
+                start=p.start_date_time,
+                end=p.end_date_time,
+            )
+            for p in (app.password_credentials or ())
+        ),
+    )
+
+
+_DAYS = re.compile(r"P(\d+)D|(\d+)\s*days", re.IGNORECASE)
+
+
+def _translate(exc: ODataError) -> Exception:
+    status = exc.response_status_code or 0
+    code = (exc.error.code if exc.error else None) or ""
+    message = (exc.error.message if exc.error else None) or ""
+    summary = f"{status} {code}: {message}"[:300]
+    if code == "CredentialInvalidLifetimeAsPerAppPolicy":
+        match = _DAYS.search(message)
+        allowed = int(match.group(1) or match.group(2)) if match else None
+        return PolicyRejectedLifetime(DEPENDENCY, summary, status=status, error_code=code, allowed_days=allowed)
+    if status == 403 and code == "Authorization_RequestDenied":
+        return NotOwned(
+            "the service's identity does not own this app registration (Application.ReadWrite.OwnedBy); "
+            "an administrator must add it as an owner (docs/deploy.md)",
+            field="existingAppId",
+        )
+    if status == 429 or status >= 500 or code == "Directory_ConcurrencyViolation":
+        return DependencyUnavailable(DEPENDENCY, summary, status=status, error_code=code)
+    return DependencyRejected(DEPENDENCY, summary, status=status, error_code=code)

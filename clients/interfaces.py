@@ -1,0 +1,211 @@
+"""The seams: one small typed interface per outside system.
+
+Use cases and the rotation state machine import only this module, never an SDK.
+Implementations live beside it (graph.py, keyvault.py, entra.py, nylas.py,
+storage.py, alerts.py) and are built by ``clients.factory`` from settings.
+Every implementation raises only ``core.errors`` types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+# --- Microsoft Graph: applications -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """What we want an app registration to look like."""
+
+    unique_name: str
+    display_name: str
+    sign_in_audience: str  # AzureADMultipleOrgs | AzureADMyOrg
+    redirect_uris: tuple[str, ...]
+    required_resource_access: tuple[dict[str, Any], ...]
+    tags: tuple[str, ...]
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class PasswordInfo:
+    key_id: str
+    display_name: str
+    hint: str
+    start: datetime | None
+    end: datetime | None
+
+
+@dataclass(frozen=True)
+class NewPassword:
+    key_id: str
+    secret_text: str = field(repr=False)
+    hint: str = ""
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AppInfo:
+    object_id: str
+    app_id: str
+    unique_name: str
+    display_name: str
+    sign_in_audience: str = ""
+    redirect_uris: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    passwords: tuple[PasswordInfo, ...] = ()
+
+
+class GraphApps(Protocol):
+    def find_by_unique_name(self, unique_name: str) -> AppInfo | None: ...
+    def find_by_app_id(self, app_id: str) -> AppInfo | None: ...
+    def get(self, object_id: str) -> AppInfo: ...
+    def upsert(self, spec: AppSpec) -> AppInfo:
+        """Create by uniqueName if missing, else update; returns the app (created or existing)."""
+        ...
+    def update(self, object_id: str, spec: AppSpec) -> None: ...
+    def ensure_service_principal(self, app_id: str) -> None: ...
+    def add_password(self, object_id: str, display_name: str, end: datetime) -> NewPassword: ...
+    def remove_password(self, object_id: str, key_id: str) -> None:
+        """Idempotent: a key id that is already gone is not an error."""
+        ...
+
+
+# --- Key Vault: the source of truth --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecretVersion:
+    name: str
+    version: str
+    tags: dict[str, str]
+    expires_on: datetime | None
+    enabled: bool
+    created_on: datetime | None
+    updated_on: datetime | None
+    id: str = ""
+    value: str | None = field(default=None, repr=False)  # None when only properties were read
+
+
+class SecretStore(Protocol):
+    def get(self, name: str, version: str | None = None) -> SecretVersion | None: ...
+    def set(
+        self, name: str, value: str, *, tags: dict[str, str], expires_on: datetime | None, content_type: str
+    ) -> SecretVersion: ...
+    def update_tags(self, name: str, version: str, tags: dict[str, str]) -> None: ...
+    def list_properties(self) -> Iterator[SecretVersion]:
+        """Latest version's properties of every secret, paged by the vault: no value, no GET per secret."""
+        ...
+    def list_versions(self, name: str) -> list[SecretVersion]: ...
+
+
+# --- Entra: does a client secret work? ----------------------------------------------
+
+
+class VerifyOutcome(StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"  # AADSTS7000215 (wrong or not yet propagated) and kin
+    EXPIRED = "expired"  # AADSTS7000222
+    UNKNOWN_CLIENT = "unknown-client"  # AADSTS700016 (app not replicated yet, or gone)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    outcome: VerifyOutcome
+    code: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is VerifyOutcome.ACCEPTED
+
+
+class TokenVerifier(Protocol):
+    def verify(self, client_id: str, client_secret: str) -> VerifyResult: ...
+
+
+# --- Nylas ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NylasApp:
+    target: str  # core.record.NylasTarget value
+    region: str
+    app_id: str
+    credential: str = field(default="", repr=False)  # v3 API key or v2 client secret; never logged
+
+
+class PushStatus(StrEnum):
+    PUSHED = "pushed"  # Nylas holds the new client id and secret (read back where possible)
+    NEEDS_CONFIRMATION = "needs-confirmation"  # a person must paste it (manual target)
+
+
+class NylasGateway(Protocol):
+    def push(self, app: NylasApp, client_id: str, client_secret: str, tenant_id: str) -> PushStatus: ...
+    def held_client_id(self, app: NylasApp) -> str | None:
+        """The Microsoft client id Nylas holds now, when the API can say (never the secret)."""
+        ...
+
+
+# --- Storage: per-tenant lease and the rotation queue -------------------------------
+
+
+class Lease(Protocol):
+    def check(self) -> None:
+        """Raise LeaseLost if this lease is no longer ours (called before every write)."""
+        ...
+
+
+class LeaseManager(Protocol):
+    def hold(self, tenant: str) -> AbstractContextManager[Lease]:
+        """Hold the tenant's lease for the block, renewing it; raise LeaseBusy if another run holds it."""
+        ...
+
+
+@dataclass(frozen=True)
+class RotationRequest:
+    tenant: str
+    reason: str  # due | stuck | near-expiry-event | expired-event | on-demand | confirm
+    version: str = ""  # the Key Vault version the requester saw
+    force: bool = False
+
+    def to_json(self) -> str:
+        import json
+
+        return json.dumps(
+            {"tenant": self.tenant, "reason": self.reason, "version": self.version, "force": self.force},
+            separators=(",", ":"),
+        )
+
+
+class RotationQueue(Protocol):
+    def send(self, request: RotationRequest) -> None: ...
+
+
+# --- Alerts --------------------------------------------------------------------------
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str  # rotation-failed | manual-action | manual-reminder | manual-escalation | secret-expired | ...
+    tenant: str
+    severity: Severity
+    summary: str  # what happened
+    action: str  # what a person should do next
+    details: dict[str, str] = field(default_factory=dict)  # ids, key ids, references: never a secret
+
+
+class Notifier(Protocol):
+    def notify(self, alert: Alert) -> None:
+        """Deliver an alert; never raises (a failing webhook must not fail a rotation)."""
+        ...

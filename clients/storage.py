@@ -1,0 +1,126 @@
+"""Azure Storage: the per-tenant lease (a blob lease) and the rotation queue.
+
+The same account the Functions host uses (AzureWebJobsStorage): a connection
+string locally (Azurite), identity-based URIs in Azure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ServiceRequestError
+from azure.storage.blob import BlobLeaseClient, BlobServiceClient
+from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+
+from clients.interfaces import RotationRequest
+from core.errors import DependencyUnavailable, LeaseBusy, LeaseLost
+from core.settings import StorageSettings
+
+log = logging.getLogger("clients.storage")
+
+
+class BlobLease:
+    """A held lease, renewed on a timer thread; ``check`` fails once a renewal has failed."""
+
+    def __init__(self, client: BlobLeaseClient, tenant: str, seconds: int) -> None:
+        self._client = client
+        self._tenant = tenant
+        self._lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, args=(seconds / 3,), name=f"lease-{tenant}", daemon=True)
+        self._thread.start()
+
+    def _renew(self, every: float) -> None:
+        while not self._stop.wait(every):
+            try:
+                self._client.renew()
+            except Exception:  # any failure means we can no longer prove the lease is ours
+                log.warning("lease renewal failed", extra={"tenant": self._tenant, "step": "lease"})
+                self._lost.set()
+                return
+
+    def check(self) -> None:
+        if self._lost.is_set():
+            raise LeaseLost(f"lost the lease of tenant {self._tenant}; stopping before the next write")
+
+    def release(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        with contextlib.suppress(Exception):  # an expired lease frees itself
+            self._client.release()
+
+
+class BlobLeaseManager:
+    def __init__(
+        self, storage: StorageSettings, container: str, *, seconds: int = 30, credential: TokenCredential | None = None
+    ) -> None:
+        if storage.connection_string:
+            self._service = BlobServiceClient.from_connection_string(storage.connection_string)
+        else:
+            self._service = BlobServiceClient(storage.blob_service_uri, credential=credential)
+        self._container = self._service.get_container_client(container)
+        self._seconds = seconds
+        self._ready = False
+
+    def _ensure_container(self) -> None:
+        if not self._ready:
+            with contextlib.suppress(ResourceExistsError):
+                self._container.create_container()
+            self._ready = True
+
+    @contextlib.contextmanager
+    def hold(self, tenant: str) -> Iterator[BlobLease]:
+        try:
+            self._ensure_container()
+            blob = self._container.get_blob_client(tenant)
+            with contextlib.suppress(ResourceExistsError, HttpResponseError):
+                blob.upload_blob(b"", overwrite=False)
+            lease_client = BlobLeaseClient(blob)
+            lease_client.acquire(lease_duration=self._seconds)
+        except HttpResponseError as exc:
+            if exc.status_code == 409:
+                raise LeaseBusy(f"tenant {tenant} is being rotated by another run") from None
+            raise DependencyUnavailable("storage", f"lease: {exc.status_code} {exc.reason}") from None
+        except ServiceRequestError as exc:
+            raise DependencyUnavailable("storage", f"lease: network error {exc.__class__.__name__}") from None
+        lease = BlobLease(lease_client, tenant, self._seconds)
+        try:
+            yield lease
+        finally:
+            lease.release()
+
+    def break_all(self) -> None:
+        """Operator tool: free every lease (after a crashed run, instead of waiting for expiry)."""
+        self._ensure_container()
+        for blob in self._container.list_blobs():
+            with contextlib.suppress(HttpResponseError):
+                BlobLeaseClient(self._container.get_blob_client(blob.name)).break_lease(lease_break_period=0)
+
+
+class StorageRotationQueue:
+    def __init__(self, storage: StorageSettings, name: str, *, credential: TokenCredential | None = None) -> None:
+        # The Functions queue trigger expects base64 messages by default.
+        policy = TextBase64EncodePolicy()
+        if storage.connection_string:
+            self.client = QueueClient.from_connection_string(
+                storage.connection_string, name, message_encode_policy=policy
+            )
+        else:
+            self.client = QueueClient(
+                storage.queue_service_uri, name, credential=credential, message_encode_policy=policy
+            )
+        self._ready = False
+
+    def send(self, request: RotationRequest) -> None:
+        try:
+            if not self._ready:
+                with contextlib.suppress(ResourceExistsError):
+                    self.client.create_queue()
+                self._ready = True
+            self.client.send_message(request.to_json())
+        except (HttpResponseError, ServiceRequestError) as exc:
+            raise DependencyUnavailable("storage", f"queue: {exc.__class__.__name__}") from None

@@ -1,0 +1,190 @@
+"""The one settings object, read once from the environment.
+
+Every name here is documented in ``local.settings.sample.json`` and the README,
+and set by ``infra/``; ``tests/test_settings_contract.py`` keeps the three in
+step. Production and local runs differ only in these values, never in code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+# name -> (default, description). Defaults are production defaults; None means required.
+SETTINGS: dict[str, tuple[str | None, str]] = {
+    "AZURE_TENANT_ID": (None, "Entra directory (tenant id) that holds the Nylas app registrations"),
+    "AZURE_CLIENT_ID": ("", "Client id of the service's identity (user-assigned managed identity, or an app locally)"),
+    "AZURE_CLIENT_SECRET": ("", "Local runs only: a client secret for the service's own identity; empty uses managed identity"),
+    "AZURE_AUTHORITY_HOST": ("https://login.microsoftonline.com", "Entra authority host"),
+    "GRAPH_BASE_URL": ("https://graph.microsoft.com/v1.0", "Microsoft Graph base URL"),
+    "KEY_VAULT_URL": (None, "Key Vault that is the source of truth, e.g. https://kv-name.vault.azure.net/"),
+    "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": ("true", "Check the Key Vault challenge resource; false only for local emulators"),
+    "CA_BUNDLE": ("", "Local runs only: PEM bundle to trust (the emulators' CA); empty uses the system store"),
+    "SECRET_PREFIX": ("nylas-entra-", "Prefix of the Key Vault secret names this service owns"),
+    "PERMISSION_MANIFEST_PATH": ("", "JSON file with requiredResourceAccess; empty uses the Nylas v2 sample shipped in the repo"),
+    "DEFAULT_SECRET_LIFETIME_DAYS": ("730", "Lifetime of a new client secret when a tenant does not say"),
+    "DEFAULT_ROTATE_BEFORE_DAYS": ("30", "Rotate this many days before expiry when a tenant does not say"),
+    "ROTATION_SCHEDULE": ("0 0 2 * * *", "NCRONTAB schedule of the nightly scan (UTC)"),
+    "ROTATION_QUEUE": ("rotation-requests", "Storage queue of rotation requests"),
+    "LEASE_CONTAINER": ("rotation-leases", "Blob container holding one lease blob per tenant"),
+    "LEASE_SECONDS": ("30", "Blob lease duration (15-60); renewed while a rotation runs"),
+    "VERIFY_BUDGET_SECONDS": ("300", "How long to retry a new secret through Entra's propagation delay"),
+    "STUCK_AFTER_HOURS": ("6", "A rotation in a non-final state longer than this is queued again by the scan"),
+    "ORPHAN_GRACE_MINUTES": ("60", "cleanup removes an unrecorded credential of ours only when older than this"),
+    "MANUAL_ESCALATE_DAYS": ("7", "Escalate a manual confirmation when the old secret has fewer days left"),
+    "ALERT_WEBHOOK_URL": ("", "Where alerts go; empty logs them only"),
+    "ALERT_WEBHOOK_KIND": ("generic", "generic, teams or slack"),
+    "NYLAS_V3_API_US": ("https://api.us.nylas.com", "Nylas v3 API, US region"),
+    "NYLAS_V3_API_EU": ("https://api.eu.nylas.com", "Nylas v3 API, EU region"),
+    "NYLAS_V2_API_US": ("https://beta.us.nylas.com", "Nylas v2 Integrations API, US region"),
+    "NYLAS_V2_API_EU": ("https://beta.eu.nylas.com", "Nylas v2 Integrations API, EU region"),
+    "HTTP_TIMEOUT_SECONDS": ("30", "Timeout of one outside call"),
+    "HTTP_MAX_RETRIES": ("3", "Retries of one outside call on 429/5xx/network errors"),
+    "STORAGE_CONNECTION": ("AzureWebJobsStorage", "Prefix of the storage connection settings (same as the Functions host)"),
+}
+
+
+def _bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes"}:
+        return True
+    if lowered in {"0", "false", "no"}:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _int(name: str, raw: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where leases and the queue live: a connection string (Azurite) or identity-based URIs."""
+
+    connection_string: str = ""
+    blob_service_uri: str = ""
+    queue_service_uri: str = ""
+
+    @classmethod
+    def from_env(cls, prefix: str, env: Mapping[str, str]) -> StorageSettings:
+        conn = env.get(prefix, "")
+        if conn:
+            return cls(connection_string=conn)
+        account = env.get(f"{prefix}__accountName", "")
+        blob = env.get(f"{prefix}__blobServiceUri", "") or (account and f"https://{account}.blob.core.windows.net")
+        queue = env.get(f"{prefix}__queueServiceUri", "") or (account and f"https://{account}.queue.core.windows.net")
+        return cls(blob_service_uri=blob, queue_service_uri=queue)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.connection_string or (self.blob_service_uri and self.queue_service_uri))
+
+
+@dataclass(frozen=True)
+class Settings:
+    tenant_id: str
+    key_vault_url: str
+    client_id: str = ""
+    client_secret: str = field(default="", repr=False)
+    authority_host: str = "https://login.microsoftonline.com"
+    graph_base_url: str = "https://graph.microsoft.com/v1.0"
+    verify_challenge_resource: bool = True
+    ca_bundle: str = ""
+    secret_prefix: str = "nylas-entra-"
+    permission_manifest_path: str = ""
+    default_lifetime_days: int = 730
+    default_rotate_before_days: int = 30
+    rotation_schedule: str = "0 0 2 * * *"
+    rotation_queue: str = "rotation-requests"
+    lease_container: str = "rotation-leases"
+    lease_seconds: int = 30
+    verify_budget_seconds: int = 300
+    stuck_after_hours: int = 6
+    orphan_grace_minutes: int = 60
+    manual_escalate_days: int = 7
+    alert_webhook_url: str = field(default="", repr=False)
+    alert_webhook_kind: str = "generic"
+    nylas_v3_api: Mapping[str, str] = field(
+        default_factory=lambda: {"us": "https://api.us.nylas.com", "eu": "https://api.eu.nylas.com"}
+    )
+    nylas_v2_api: Mapping[str, str] = field(
+        default_factory=lambda: {"us": "https://beta.us.nylas.com", "eu": "https://beta.eu.nylas.com"}
+    )
+    http_timeout_seconds: int = 30
+    http_max_retries: int = 3
+    storage: StorageSettings = field(default_factory=StorageSettings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str:
+            default, _ = SETTINGS[name]
+            value = env.get(name, "").strip()
+            if value:
+                return value
+            if default is None:
+                raise SettingsError(f"setting {name} is required: {SETTINGS[name][1]}")
+            return default
+
+        kind = get("ALERT_WEBHOOK_KIND").lower()
+        if kind not in {"generic", "teams", "slack"}:
+            raise SettingsError(f"ALERT_WEBHOOK_KIND must be generic, teams or slack, got {kind!r}")
+        vault = get("KEY_VAULT_URL")
+        if not vault.startswith("https://"):
+            raise SettingsError(f"KEY_VAULT_URL must be an https URL, got {vault!r}")
+        return cls(
+            tenant_id=get("AZURE_TENANT_ID"),
+            client_id=get("AZURE_CLIENT_ID"),
+            client_secret=get("AZURE_CLIENT_SECRET"),
+            authority_host=get("AZURE_AUTHORITY_HOST").rstrip("/"),
+            graph_base_url=get("GRAPH_BASE_URL").rstrip("/"),
+            key_vault_url=vault,
+            verify_challenge_resource=_bool(
+                "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE", get("KEY_VAULT_VERIFY_CHALLENGE_RESOURCE")
+            ),
+            ca_bundle=get("CA_BUNDLE"),
+            secret_prefix=get("SECRET_PREFIX"),
+            permission_manifest_path=get("PERMISSION_MANIFEST_PATH"),
+            default_lifetime_days=_int("DEFAULT_SECRET_LIFETIME_DAYS", get("DEFAULT_SECRET_LIFETIME_DAYS"), 1, 3650),
+            default_rotate_before_days=_int("DEFAULT_ROTATE_BEFORE_DAYS", get("DEFAULT_ROTATE_BEFORE_DAYS"), 1, 365),
+            rotation_schedule=get("ROTATION_SCHEDULE"),
+            rotation_queue=get("ROTATION_QUEUE"),
+            lease_container=get("LEASE_CONTAINER"),
+            lease_seconds=_int("LEASE_SECONDS", get("LEASE_SECONDS"), 15, 60),
+            verify_budget_seconds=_int("VERIFY_BUDGET_SECONDS", get("VERIFY_BUDGET_SECONDS"), 0, 3600),
+            stuck_after_hours=_int("STUCK_AFTER_HOURS", get("STUCK_AFTER_HOURS"), 1, 720),
+            orphan_grace_minutes=_int("ORPHAN_GRACE_MINUTES", get("ORPHAN_GRACE_MINUTES"), 0, 100_000),
+            manual_escalate_days=_int("MANUAL_ESCALATE_DAYS", get("MANUAL_ESCALATE_DAYS"), 1, 365),
+            alert_webhook_url=get("ALERT_WEBHOOK_URL"),
+            alert_webhook_kind=kind,
+            nylas_v3_api={"us": get("NYLAS_V3_API_US").rstrip("/"), "eu": get("NYLAS_V3_API_EU").rstrip("/")},
+            nylas_v2_api={"us": get("NYLAS_V2_API_US").rstrip("/"), "eu": get("NYLAS_V2_API_EU").rstrip("/")},
+            http_timeout_seconds=_int("HTTP_TIMEOUT_SECONDS", get("HTTP_TIMEOUT_SECONDS"), 1, 600),
+            http_max_retries=_int("HTTP_MAX_RETRIES", get("HTTP_MAX_RETRIES"), 0, 10),
+            storage=StorageSettings.from_env(get("STORAGE_CONNECTION"), env),
+        )
+
+    def describe(self) -> dict[str, object]:
+        """Settings safe to print: secrets are reduced to whether they are set."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in {"client_secret", "alert_webhook_url"}:
+                value = "(set)" if value else "(empty)"
+            elif f.name == "storage":
+                value = "(connection string)" if value.connection_string else value.blob_service_uri or "(unset)"
+            out[f.name] = value
+        return out

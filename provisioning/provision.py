@@ -1,0 +1,242 @@
+"""Provision (or adopt) one tenant: the manual Nylas/Azure procedure as one idempotent call.
+
+Re-running with the same request resumes where a failed run stopped:
+  - the app is found again by uniqueName (or the adopted appId);
+  - a credential of ours that Key Vault does not record (a crash between addPassword and
+    the store) is removed before a new one is added, so there are never two of ours;
+  - a stored but unpushed secret is handed to the rotation engine, which verifies and pushes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeVar
+
+from clients.interfaces import AppInfo, AppSpec
+from core.errors import BadRequest, NotFoundYet
+from core.record import (
+    MARKER,
+    NylasTarget,
+    RotationState,
+    TenantRecord,
+    nylas_credential_secret_name,
+    secret_name,
+)
+from provisioning.manifest import Manifest
+from provisioning.request import ProvisionRequest
+from rotation.engine import Outcome, Result, RotationEngine, new_lifetime_days
+
+log = logging.getLogger("provisioning")
+T = TypeVar("T")
+
+APP_TAG = MARKER  # a tag on the app registration, so people in the portal see who manages it
+REPLICATION_RETRIES = 6
+
+
+@dataclass(frozen=True)
+class TenantView:
+    """What the API answers about a tenant. Never a secret value."""
+
+    tenant: str
+    app_object_id: str
+    client_id: str
+    key_id: str
+    key_vault_secret_id: str
+    expires_on: datetime | None
+    state: str
+    nylas_target: str
+    nylas_region: str
+    nylas_app_id: str
+    updated_on: datetime | None = None
+    redirect_uri: str = ""
+    admin_consent_url: str = ""
+    warnings: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "tenant": self.tenant,
+            "appObjectId": self.app_object_id,
+            "clientId": self.client_id,
+            "keyId": self.key_id,
+            "keyVaultSecretId": self.key_vault_secret_id,
+            "expiresOn": self.expires_on.isoformat() if self.expires_on else None,
+            "rotationState": self.state,
+            "nylas": {"target": self.nylas_target, "region": self.nylas_region, "appId": self.nylas_app_id},
+        }
+        if self.updated_on:
+            out["stateSince"] = self.updated_on.isoformat()
+        if self.redirect_uri:
+            out["redirectUri"] = self.redirect_uri
+        if self.admin_consent_url:
+            out["adminConsentUrl"] = self.admin_consent_url
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        return out
+
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    created: bool  # False: the tenant already existed and nothing new was made
+    view: TenantView
+
+
+def unique_name(prefix: str, tenant: str) -> str:
+    return f"{prefix}{tenant}"
+
+
+class Provisioner:
+    def __init__(self, engine: RotationEngine, manifest: Manifest, *, authority_host: str) -> None:
+        self.engine = engine
+        self.deps = engine.deps
+        self.policy = engine.policy
+        self.manifest = manifest
+        self.authority_host = authority_host.rstrip("/")
+
+    def provision(self, request: ProvisionRequest) -> ProvisionResult:
+        name = secret_name(self.policy.secret_prefix, request.tenant)
+        # Cheap path first: an already provisioned tenant costs one read and no lease.
+        existing = self.deps.vault.get(name)
+        record = TenantRecord.from_tags(existing.tags) if existing else None
+        if existing and record and record.state is not RotationState.PENDING:
+            return ProvisionResult(False, self._view(existing.id, record, existing.expires_on, request))
+        if existing and record is None:
+            raise BadRequest(
+                f"Key Vault secret {name} exists but is not managed by this service; choose another tenant slug",
+                field="tenant",
+            )
+        with self.deps.leases.hold(request.tenant):
+            return self._provision_locked(request, name)
+
+    def _provision_locked(self, request: ProvisionRequest, name: str) -> ProvisionResult:
+        warnings = [f"{p} needs an administrator's consent (adminConsentUrl)" for p in self.manifest.admin_consent]
+        latest = self.deps.vault.get(name)
+        record = TenantRecord.from_tags(latest.tags) if latest else None
+        if record is None:
+            credential_ref = self._store_nylas_credential(request)
+            app = self._ensure_app(request)
+            self._ensure_service_principal(app.app_id)
+            self.engine._remove_orphans(app, recorded=set())
+            rotation_id = uuid.uuid4().hex[:12]
+            new = self.engine.add_password_within_policy(app.object_id, rotation_id, request.lifetime_days)
+            lifetime = new_lifetime_days(new, request.lifetime_days)
+            if lifetime < request.lifetime_days:
+                warnings.append(
+                    f"a tenant policy capped the secret lifetime: {lifetime} days instead of {request.lifetime_days}"
+                )
+            record = TenantRecord(
+                tenant=request.tenant,
+                app_object_id=app.object_id,
+                client_id=app.app_id,
+                key_id=new.key_id,
+                state=RotationState.PENDING,
+                audience=request.audience,
+                nylas_target=request.nylas.target,
+                nylas_region=request.nylas.region,
+                nylas_app_id=request.nylas.app_id,
+                nylas_credential=credential_ref,
+                lifetime_days=lifetime,
+                rotate_before_days=min(request.rotate_before_days, max(1, lifetime // 2)),
+                rotation_id=rotation_id,
+            )
+            latest = self.engine.store(request.tenant, new, record)
+            log.info("provisioned credential stored", extra={"tenant": request.tenant, "step": "create"})
+        outcome = self.engine.advance_from_record(request.tenant)
+        final = self.deps.vault.get(name)
+        assert final is not None
+        final_record = TenantRecord.from_tags(final.tags)
+        assert final_record is not None
+        return ProvisionResult(True, self._view(final.id, final_record, final.expires_on, request, warnings, outcome))
+
+    def _store_nylas_credential(self, request: ProvisionRequest) -> str:
+        if request.nylas.target is NylasTarget.MANUAL:
+            return ""
+        if request.nylas.credential_secret:
+            stored = self.deps.vault.get(request.nylas.credential_secret)
+            if stored is None:
+                raise BadRequest(
+                    f"Key Vault secret {request.nylas.credential_secret} does not exist",
+                    field="nylas.credentialSecret",
+                )
+            return request.nylas.credential_secret
+        ref = nylas_credential_secret_name(self.policy.secret_prefix, request.tenant)
+        self.deps.vault.set(
+            ref,
+            request.nylas.credential,
+            tags={"managed-by": MARKER, "tenant": request.tenant, "purpose": "nylas-credential"},
+            expires_on=None,
+            content_type="application/vnd.nylas-entra-rotator.nylas-credential",
+        )
+        return ref
+
+    def _spec(self, request: ProvisionRequest) -> AppSpec:
+        return AppSpec(
+            unique_name=unique_name(self.policy.secret_prefix, request.tenant),
+            display_name=request.display_name,
+            sign_in_audience=request.sign_in_audience,
+            redirect_uris=(request.redirect_uri,),
+            required_resource_access=self.manifest.required_resource_access,
+            tags=(APP_TAG, f"tenant:{request.tenant}"),
+            notes=f"Managed by {MARKER}: its client secret rotates automatically. Do not add secrets by hand.",
+        )
+
+    def _ensure_app(self, request: ProvisionRequest) -> AppInfo:
+        spec = self._spec(request)
+        if request.existing_app_id:
+            app = self.deps.graph.find_by_app_id(request.existing_app_id)
+            if app is None:
+                raise BadRequest(
+                    f"no app registration with appId {request.existing_app_id} is visible to the service",
+                    field="existingAppId",
+                )
+            self.deps.graph.update(app.object_id, spec)
+            return app
+        return self._retry_replication(lambda: self.deps.graph.upsert(spec))
+
+    def _ensure_service_principal(self, app_id: str) -> None:
+        self._retry_replication(lambda: self.deps.graph.ensure_service_principal(app_id))
+
+    def _retry_replication(self, call: Callable[[], T]) -> T:
+        delay = 1.0
+        for attempt in range(REPLICATION_RETRIES):
+            try:
+                return call()
+            except NotFoundYet:
+                if attempt == REPLICATION_RETRIES - 1:
+                    raise
+                self.deps.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    def _view(
+        self,
+        secret_id: str,
+        record: TenantRecord,
+        expires_on: datetime | None,
+        request: ProvisionRequest | None = None,
+        warnings: list[str] | None = None,
+        outcome: Outcome | None = None,
+    ) -> TenantView:
+        consent_tenant = "organizations" if record.audience == "multi-org" else self.policy.tenant_id
+        notes = list(warnings or [])
+        if outcome and outcome.result is Result.AWAITING_CONFIRMATION:
+            notes.append("Nylas target is manual: paste the client secret in the Nylas dashboard, then confirm")
+        return TenantView(
+            tenant=record.tenant,
+            app_object_id=record.app_object_id,
+            client_id=record.client_id,
+            key_id=record.key_id,
+            key_vault_secret_id=secret_id,
+            expires_on=expires_on,
+            state=record.state.value,
+            nylas_target=record.nylas_target.value,
+            nylas_region=record.nylas_region,
+            nylas_app_id=record.nylas_app_id,
+            redirect_uri=request.redirect_uri if request else "",
+            admin_consent_url=f"{self.authority_host}/{consent_tenant}/adminconsent?client_id={record.client_id}",
+            warnings=tuple(notes),
+        )
+

@@ -1,0 +1,407 @@
+"""The rotation state machine: create, test, set, finish; re-entrant at every step.
+
+Read docs/rotation.md first: it has the diagram and the resume rule of every state.
+The record is the latest Key Vault version's tags (core.record). Every step first
+looks at the record and at the app's actual credentials, and does nothing that is
+already done, so a run stopped anywhere settles on the next run.
+
+Order is the safety argument:
+  1. create  addPassword, then at once store the secret text as a new version (pending)
+  2. test    a client-credentials token with the new secret, through propagation
+  3. set     push to Nylas (manual: park in awaiting-confirmation)
+  4. finish  removePassword(previous), then mark the version current
+Nothing is revoked before its replacement is stored, verified and pushed.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from clients.interfaces import (
+    Alert,
+    AppInfo,
+    GraphApps,
+    LeaseManager,
+    NewPassword,
+    Notifier,
+    NylasApp,
+    NylasGateway,
+    PushStatus,
+    SecretStore,
+    SecretVersion,
+    Severity,
+    TokenVerifier,
+    VerifyOutcome,
+)
+from core.clock import Clock, Sleep, to_utc
+from core.errors import (
+    DependencyError,
+    DependencyRejected,
+    LeaseBusy,
+    NothingToConfirm,
+    PolicyRejectedLifetime,
+    TenantNotFound,
+)
+from core.record import CREDENTIAL_PREFIX, NylasTarget, RotationState, TenantRecord, secret_name
+
+log = logging.getLogger("rotation")
+
+CONTENT_TYPE = "application/vnd.nylas-entra-rotator.client-secret"
+# When a tenant policy refuses a lifetime and does not say the maximum, try these.
+FALLBACK_LIFETIMES_DAYS = (365, 180, 90, 60, 30)
+
+
+class Result(StrEnum):
+    NOT_DUE = "not-due"
+    STALE_EVENT = "stale-event"
+    ROTATED = "rotated"
+    AWAITING_CONFIRMATION = "awaiting-confirmation"
+    ROLLED_BACK = "rolled-back"
+    BUSY = "busy"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    tenant: str
+    result: Result
+    key_id: str = ""
+    previous_key_id: str = ""
+    expires_on: datetime | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Policy:
+    tenant_id: str = ""
+    secret_prefix: str = "nylas-entra-"
+    verify_budget_seconds: float = 300.0
+    manual_escalate_days: int = 7
+    stuck_after_hours: int = 6
+
+
+@dataclass
+class Dependencies:
+    graph: GraphApps
+    vault: SecretStore
+    verifier: TokenVerifier
+    nylas: NylasGateway
+    leases: LeaseManager
+    notifier: Notifier
+    clock: Clock
+    sleep: Sleep
+
+
+def is_ours(display_name: str | None) -> bool:
+    return bool(display_name) and str(display_name).startswith(CREDENTIAL_PREFIX)
+
+
+def credential_display_name(rotation_id: str) -> str:
+    return f"{CREDENTIAL_PREFIX} {rotation_id}"
+
+
+def is_due(record: TenantRecord, expires_on: datetime | None, now: datetime) -> bool:
+    if expires_on is None:
+        return True
+    # A lifetime clamped by policy to near the window would make every fresh secret due at once
+    # (and Key Vault re-fires NearExpiry): never start before half the lifetime has passed.
+    window = min(record.rotate_before_days, max(1, record.lifetime_days // 2))
+    return to_utc(expires_on) - now <= timedelta(days=window)
+
+
+class RotationEngine:
+    def __init__(self, deps: Dependencies, policy: Policy) -> None:
+        self.deps = deps
+        self.policy = policy
+
+    # --- entry points ------------------------------------------------------------------
+
+    def rotate(self, tenant: str, *, force: bool = False, seen_version: str = "", reason: str = "") -> Outcome:
+        """Drive one tenant's rotation as far as it can go now. Safe to call at any time, any number of times."""
+        try:
+            with self.deps.leases.hold(tenant):
+                return self._advance(tenant, force=force, seen_version=seen_version, confirm=False)
+        except LeaseBusy:
+            log.info("rotation busy", extra={"tenant": tenant, "step": "lease"})
+            return Outcome(tenant, Result.BUSY, message="another run holds this tenant's lease")
+
+    def confirm(self, tenant: str) -> Outcome:
+        """An operator says the manual Nylas target now holds the new secret."""
+        with self.deps.leases.hold(tenant):
+            _, record = self._load(tenant)
+            if record.state is not RotationState.AWAITING_CONFIRMATION:
+                raise NothingToConfirm(f"tenant {tenant} has no rotation awaiting confirmation (state {record.state})")
+            return self._advance(tenant, force=False, seen_version="", confirm=True)
+
+    def advance_from_record(self, tenant: str) -> Outcome:
+        """Provisioning hands over here, already holding the lease, once the first version is stored."""
+        return self._advance(tenant, force=False, seen_version="", confirm=False)
+
+    # --- the machine -------------------------------------------------------------------
+
+    def _load(self, tenant: str) -> tuple[SecretVersion, TenantRecord]:
+        latest = self.deps.vault.get(secret_name(self.policy.secret_prefix, tenant))
+        record = TenantRecord.from_tags(latest.tags) if latest else None
+        if latest is None or record is None:
+            raise TenantNotFound(f"tenant {tenant} is not provisioned (no Key Vault record)", field="tenant")
+        return latest, record
+
+    def _advance(self, tenant: str, *, force: bool, seen_version: str, confirm: bool) -> Outcome:
+        latest, record = self._load(tenant)
+        if seen_version and seen_version != latest.version and record.state.settled:
+            # An event about a version that is no longer the latest: someone already rotated.
+            return Outcome(tenant, Result.STALE_EVENT, record.key_id, message="event version is no longer latest")
+        app = self.deps.graph.get(record.app_object_id)
+        now = self.deps.clock.now()
+
+        if record.state.settled:
+            self._remove_orphans(app, recorded={record.key_id})
+            if not force and not is_due(record, latest.expires_on, now):
+                return Outcome(tenant, Result.NOT_DUE, record.key_id, expires_on=latest.expires_on)
+            latest, record = self._create(tenant, latest, record, app)
+        else:
+            self._remove_orphans(app, recorded={record.key_id, record.previous_key_id})
+
+        if record.state is RotationState.AWAITING_CONFIRMATION:
+            previous_gone = record.previous_key_id and not any(
+                p.key_id == record.previous_key_id for p in app.passwords
+            )
+            if not confirm and not previous_gone:
+                self._remind(record, latest)
+                return Outcome(tenant, Result.AWAITING_CONFIRMATION, record.key_id, record.previous_key_id)
+            return self._finish(tenant, latest, record)
+
+        # pending: test, then set.
+        assert latest.value is not None
+        if not self._verify(record, latest.value):
+            return self._roll_back(tenant, latest, record, "Entra never accepted the new secret within the budget")
+        try:
+            sign_in_tenant = record.nylas_sign_in_tenant(self.policy.tenant_id)
+            status = self.deps.nylas.push(self._nylas_app(record), record.client_id, latest.value, sign_in_tenant)
+        except DependencyRejected as exc:
+            return self._roll_back(tenant, latest, record, f"Nylas refused the new secret: {exc.message}")
+        if status is PushStatus.NEEDS_CONFIRMATION:
+            record = record.moved_to(RotationState.AWAITING_CONFIRMATION)
+            self.deps.vault.update_tags(latest.name, latest.version, record.to_tags())
+            self._alert_manual(record, latest, first=True)
+            return Outcome(tenant, Result.AWAITING_CONFIRMATION, record.key_id, record.previous_key_id)
+        return self._finish(tenant, latest, record)
+
+    def _create(
+        self, tenant: str, latest: SecretVersion, record: TenantRecord, app: AppInfo
+    ) -> tuple[SecretVersion, TenantRecord]:
+        rotation_id = uuid.uuid4().hex[:12]
+        new = self.add_password_within_policy(app.object_id, rotation_id, record.lifetime_days)
+        # Durability first: the secret text exists only in this process until this write lands.
+        pending = TenantRecord(
+            **{
+                **record.__dict__,
+                "key_id": new.key_id,
+                "previous_key_id": record.key_id,
+                "rotation_id": rotation_id,
+                "state": RotationState.PENDING,
+                "lifetime_days": new_lifetime_days(new, record.lifetime_days),
+            }
+        )
+        stored = self.store(tenant, new, pending)
+        log.info(
+            "rotation created credential",
+            extra={"tenant": tenant, "step": "create", "key_id": new.key_id, "previous_key_id": record.key_id},
+        )
+        return stored, pending
+
+    def add_password_within_policy(self, object_id: str, rotation_id: str, lifetime_days: int) -> NewPassword:
+        """addPassword for lifetime_days; if a tenant policy refuses, retry with the longest it allows."""
+        name = credential_display_name(rotation_id)
+        now = self.deps.clock.now()
+        try:
+            return self.deps.graph.add_password(object_id, name, now + timedelta(days=lifetime_days))
+        except PolicyRejectedLifetime as exc:
+            allowed = exc.allowed_days
+            candidates = [allowed] if allowed else [d for d in FALLBACK_LIFETIMES_DAYS if d < lifetime_days]
+            last: PolicyRejectedLifetime = exc
+            for days in candidates:
+                try:
+                    return self.deps.graph.add_password(object_id, name, now + timedelta(days=days))
+                except PolicyRejectedLifetime as again:
+                    last = again
+            raise last from exc
+
+    def store(self, tenant: str, new: NewPassword, record: TenantRecord) -> SecretVersion:
+        return self.deps.vault.set(
+            secret_name(self.policy.secret_prefix, tenant),
+            new.secret_text,
+            tags=record.to_tags(),
+            expires_on=new.end,
+            content_type=CONTENT_TYPE,
+        )
+
+    def _verify(self, record: TenantRecord, secret: str) -> bool:
+        """True once Entra accepts the secret; False when it never does within the budget."""
+        deadline = self.deps.clock.now() + timedelta(seconds=self.policy.verify_budget_seconds)
+        delay = 1.0
+        while True:
+            result = self.deps.verifier.verify(record.client_id, secret)
+            if result.ok:
+                return True
+            if result.outcome is VerifyOutcome.EXPIRED:
+                return False
+            if self.deps.clock.now() + timedelta(seconds=delay) > deadline:
+                log.warning(
+                    "verification failed past budget",
+                    extra={"tenant": record.tenant, "step": "test", "code": result.code},
+                )
+                self.deps.notifier.notify(
+                    Alert(
+                        kind="verification-failed",
+                        tenant=record.tenant,
+                        severity=Severity.WARNING,
+                        summary=f"Entra kept refusing the new secret ({result.code}) for "
+                        f"{self.policy.verify_budget_seconds:.0f} s",
+                        action="The rotation is rolled back and the previous secret stays live; check the app "
+                        "registration in Entra and run `rotate` again.",
+                        details={"client_id": record.client_id, "key_id": record.key_id},
+                    )
+                )
+                return False
+            self.deps.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    def _finish(self, tenant: str, latest: SecretVersion, record: TenantRecord) -> Outcome:
+        if record.previous_key_id:
+            self.deps.graph.remove_password(record.app_object_id, record.previous_key_id)
+        done = record.moved_to(RotationState.CURRENT)
+        self.deps.vault.update_tags(latest.name, latest.version, done.to_tags())
+        log.info(
+            "rotation finished",
+            extra={"tenant": tenant, "step": "finish", "key_id": done.key_id, "revoked": record.previous_key_id},
+        )
+        return Outcome(tenant, Result.ROTATED, done.key_id, record.previous_key_id, latest.expires_on)
+
+    def _roll_back(self, tenant: str, latest: SecretVersion, record: TenantRecord, why: str) -> Outcome:
+        """Permanent failure after create: make the previous secret the latest version again, drop the new one."""
+        if record.previous_key_id:
+            previous = self._find_version(latest.name, record.previous_key_id)
+            if previous is None or previous.value is None:
+                raise DependencyRejected(
+                    "key-vault", f"cannot roll back {tenant}: no version records key {record.previous_key_id}"
+                )
+            restored = TenantRecord(
+                **{
+                    **record.__dict__,
+                    "key_id": record.previous_key_id,
+                    "previous_key_id": "",
+                    "state": RotationState.RESTORED,
+                    }
+            )
+            self.deps.vault.set(
+                latest.name,
+                previous.value,
+                tags=restored.to_tags(),
+                expires_on=previous.expires_on,
+                content_type=CONTENT_TYPE,
+            )
+            self.deps.graph.remove_password(record.app_object_id, record.key_id)
+        self.deps.notifier.notify(
+            Alert(
+                kind="rotation-failed",
+                tenant=tenant,
+                severity=Severity.CRITICAL,
+                summary=f"Rotation of {tenant} failed permanently and was rolled back: {why}",
+                action="The previous secret is live again and Nylas still holds it. Fix the cause "
+                "(see docs/runbook.md#rotation-failed), then run `rotate " + tenant + "`.",
+                details={"client_id": record.client_id, "kept_key_id": record.previous_key_id or record.key_id},
+            )
+        )
+        log.error("rotation rolled back", extra={"tenant": tenant, "step": "rollback", "reason": why})
+        return Outcome(tenant, Result.ROLLED_BACK, record.previous_key_id, record.key_id, message=why)
+
+    def _find_version(self, name: str, key_id: str) -> SecretVersion | None:
+        for version in sorted(
+            self.deps.vault.list_versions(name), key=lambda v: v.created_on or datetime.min, reverse=True
+        ):
+            if version.tags.get("key-id") == key_id:
+                return self.deps.vault.get(name, version.version)
+        return None
+
+    def _remove_orphans(self, app: AppInfo, recorded: set[str]) -> list[str]:
+        """Under the tenant lease no other run is mid-create, so a credential of ours that Key Vault
+        does not record is left over from a run that died between addPassword and the store."""
+        removed = []
+        for password in app.passwords:
+            if is_ours(password.display_name) and password.key_id not in recorded:
+                self.deps.graph.remove_password(app.object_id, password.key_id)
+                removed.append(password.key_id)
+        if removed:
+            log.info("removed orphaned credentials", extra={"app": app.app_id, "step": "cleanup", "keys": removed})
+        return removed
+
+    # --- manual target -------------------------------------------------------------------
+
+    def _remind(self, record: TenantRecord, latest: SecretVersion) -> None:
+        self._alert_manual(record, latest, first=False)
+
+    def _alert_manual(self, record: TenantRecord, latest: SecretVersion, *, first: bool) -> None:
+        old_end = self._previous_expiry(latest.name, record)
+        now = self.deps.clock.now()
+        days_left = (to_utc(old_end) - now).days if old_end else None
+        escalate = days_left is not None and days_left <= self.policy.manual_escalate_days
+        kind = "manual-action" if first else ("manual-escalation" if escalate else "manual-reminder")
+        dashboard = "https://ireland-dashboard.nylas.com" if record.nylas_region == "eu" else "https://dashboard.nylas.com"
+        self.deps.notifier.notify(
+            Alert(
+                kind=kind,
+                tenant=record.tenant,
+                severity=Severity.CRITICAL if escalate else Severity.WARNING,
+                summary=(
+                    f"Nylas v2 app {record.nylas_app_id} needs the new Microsoft client secret pasted by hand"
+                    + (f"; the old secret expires in {days_left} days" if days_left is not None else "")
+                ),
+                action=(
+                    f"Open {dashboard} > App settings > Authentication > Office365 Auth, set client id "
+                    f"{record.client_id} and the secret read from Key Vault secret {latest.name} "
+                    f"(version {latest.version}), then POST /api/tenants/{record.tenant}/rotation/confirm."
+                ),
+                details={
+                    "client_id": record.client_id,
+                    "key_vault_secret": latest.name,
+                    "key_vault_version": latest.version,
+                    "dashboard": dashboard,
+                    "old_secret_days_left": "" if days_left is None else str(days_left),
+                },
+            )
+        )
+
+    def _previous_expiry(self, name: str, record: TenantRecord) -> datetime | None:
+        if not record.previous_key_id:
+            return None
+        for version in self.deps.vault.list_versions(name):
+            if version.tags.get("key-id") == record.previous_key_id:
+                return version.expires_on
+        return None
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _nylas_app(self, record: TenantRecord) -> NylasApp:
+        credential = ""
+        if record.nylas_target is not NylasTarget.MANUAL and record.nylas_credential:
+            stored = self.deps.vault.get(record.nylas_credential)
+            if stored is None or not stored.value:
+                raise DependencyRejected(
+                    "key-vault", f"the Nylas credential secret {record.nylas_credential} is missing or empty"
+                )
+            credential = stored.value
+        return NylasApp(record.nylas_target.value, record.nylas_region, record.nylas_app_id, credential)
+
+
+def new_lifetime_days(new: NewPassword, asked: int) -> int:
+    """The lifetime actually granted (a policy may have clamped it), for the record."""
+    if new.start and new.end:
+        return max(1, min(asked, round((to_utc(new.end) - to_utc(new.start)).total_seconds() / 86400)))
+    return asked
+
+
+__all__ = ["Dependencies", "DependencyError", "Outcome", "Policy", "Result", "RotationEngine", "is_due", "is_ours"]
