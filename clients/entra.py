@@ -21,14 +21,25 @@ _OUTCOMES = {
 
 
 class EntraVerifier:
-    def __init__(self, tenant_id: str, *, authority_host: str, ca_bundle: str = "", timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        tenant_id: str,
+        *,
+        authority_host: str,
+        ca_bundle: str = "",
+        timeout: float = 30.0,
+        instance_discovery: bool = True,
+    ) -> None:
         self.tenant_id = tenant_id
+        self._instance_discovery = instance_discovery
         self._authority = authority_host
         self._ca_bundle = ca_bundle
         self._timeout = timeout
 
     def verify(self, client_id: str, client_secret: str) -> VerifyResult:
         options: dict[str, object] = {"authority": self._authority, "connection_timeout": self._timeout}
+        if not self._instance_discovery:
+            options["disable_instance_discovery"] = True
         if self._ca_bundle:
             options["connection_verify"] = self._ca_bundle
         # A new credential per check: a cached token would prove nothing about this secret.

@@ -39,6 +39,8 @@ class Services:
 def service_credential(settings: Settings) -> TokenCredential:
     """The service's own identity: a managed identity in Azure, an app secret only for local emulators."""
     options: dict[str, object] = {"authority": settings.authority_host}
+    if not settings.known_authority:
+        options["disable_instance_discovery"] = True
     if settings.ca_bundle:
         options["connection_verify"] = settings.ca_bundle
     if settings.client_secret:
@@ -87,7 +89,11 @@ def build_services(
         graph=graph,
         vault=vault,
         verifier=EntraVerifier(
-            settings.tenant_id, authority_host=settings.authority_host, ca_bundle=settings.ca_bundle, timeout=timeout
+            settings.tenant_id,
+            authority_host=settings.authority_host,
+            ca_bundle=settings.ca_bundle,
+            timeout=timeout,
+            instance_discovery=settings.known_authority,
         ),
         nylas=NylasGatewayHttp(
             v3_api=settings.nylas_v3_api,

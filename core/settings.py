@@ -50,6 +50,13 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
 }
 
 
+KNOWN_AUTHORITIES = {
+    "https://login.microsoftonline.com",
+    "https://login.microsoftonline.us",
+    "https://login.chinacloudapi.cn",
+}
+
+
 def _bool(name: str, raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in {"1", "true", "yes"}:
@@ -176,6 +183,12 @@ class Settings:
             http_max_retries=_int("HTTP_MAX_RETRIES", get("HTTP_MAX_RETRIES"), 0, 10),
             storage=StorageSettings.from_env(get("STORAGE_CONNECTION"), env),
         )
+
+    @property
+    def known_authority(self) -> bool:
+        """A public cloud authority: MSAL's instance discovery can vouch for it. Anything else
+        (the local emulator, a sovereign cloud set by hand) must skip discovery."""
+        return self.authority_host.rstrip("/").lower() in KNOWN_AUTHORITIES
 
     def describe(self) -> dict[str, object]:
         """Settings safe to print: secrets are reduced to whether they are set."""

@@ -1,0 +1,110 @@
+"""HTTP API: provision, status, rotate now, confirm a manual update. Auth level FUNCTION.
+
+Each handler parses input, calls one use case, shapes output. Errors go through
+``http_errors.to_response``: a JSON body that says what is wrong and where.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import azure.functions as func
+
+from blueprints.http_errors import error_response, json_response, to_response
+from clients.factory import services
+from core.errors import BadRequest
+from core.record import SLUG
+from provisioning.request import parse_body, parse_request
+from provisioning.status import get_tenant, list_tenants
+from rotation.operations import queue_rotation
+
+bp = func.Blueprint()
+log = logging.getLogger("http")
+
+
+def _tenant(req: func.HttpRequest) -> str:
+    tenant = req.route_params.get("tenant", "")
+    if not SLUG.match(tenant) or len(tenant) > 40:
+        raise BadRequest("tenant must be lowercase letters, digits and single dashes, 1 to 40 characters", "tenant")
+    return tenant
+
+
+def _handle(work: Callable[[], func.HttpResponse]) -> func.HttpResponse:
+    try:
+        return work()
+    except Exception as exc:
+        return to_response(exc)
+
+
+@bp.function_name("provision_tenant")
+@bp.route(route="tenants", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def provision_tenant(req: func.HttpRequest) -> func.HttpResponse:
+    def work() -> func.HttpResponse:
+        data = parse_body(req.get_body(), req.headers.get("Content-Type", ""))
+        svc = services()
+        request = parse_request(
+            data,
+            default_lifetime_days=svc.settings.default_lifetime_days,
+            default_rotate_before_days=svc.settings.default_rotate_before_days,
+        )
+        result = svc.provisioner.provision(request)
+        status = 201 if result.created else 200
+        log.info("tenant provisioned" if result.created else "tenant already provisioned",
+                 extra={"tenant": request.tenant, "status": status})
+        return json_response(result.view.to_json(), status, {"Location": f"/api/tenants/{request.tenant}"})
+
+    return _handle(work)
+
+
+@bp.function_name("list_tenants")
+@bp.route(route="tenants", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def list_tenants_http(req: func.HttpRequest) -> func.HttpResponse:
+    def work() -> func.HttpResponse:
+        views = [v.to_json() for v in list_tenants(services().deps.vault)]
+        return json_response({"tenants": views, "count": len(views)})
+
+    return _handle(work)
+
+
+@bp.function_name("get_tenant")
+@bp.route(route="tenants/{tenant}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def get_tenant_http(req: func.HttpRequest) -> func.HttpResponse:
+    def work() -> func.HttpResponse:
+        svc = services()
+        return json_response(get_tenant(svc.deps.vault, svc.settings.secret_prefix, _tenant(req)).to_json())
+
+    return _handle(work)
+
+
+@bp.function_name("rotate_tenant")
+@bp.route(route="tenants/{tenant}/rotate", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def rotate_tenant(req: func.HttpRequest) -> func.HttpResponse:
+    def work() -> func.HttpResponse:
+        tenant = _tenant(req)
+        queued = queue_rotation(services(), tenant)
+        return json_response(
+            {"tenant": tenant, "queued": True, "reason": queued.reason, "version": queued.version,
+             "status": f"/api/tenants/{tenant}"},
+            202,
+            {"Location": f"/api/tenants/{tenant}"},
+        )
+
+    return _handle(work)
+
+
+@bp.function_name("confirm_rotation")
+@bp.route(route="tenants/{tenant}/rotation/confirm", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def confirm_rotation(req: func.HttpRequest) -> func.HttpResponse:
+    def work() -> func.HttpResponse:
+        tenant = _tenant(req)
+        outcome = services().engine.confirm(tenant)
+        return json_response(
+            {"tenant": tenant, "result": outcome.result.value, "keyId": outcome.key_id,
+             "revokedKeyId": outcome.previous_key_id}
+        )
+
+    return _handle(work)
+
+
+__all__ = ["bp", "error_response"]
