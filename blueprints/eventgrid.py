@@ -14,7 +14,7 @@ from core.errors import BadRequest
 from rotation.events import parse_event
 from rotation.operations import handle_key_vault_event
 
-bp = func.Blueprint()
+bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions leaves __init__ unannotated
 log = logging.getLogger("eventgrid")
 
 

@@ -19,14 +19,16 @@ from provisioning.request import parse_body, parse_request
 from provisioning.status import get_tenant, list_tenants
 from rotation.operations import queue_rotation
 
-bp = func.Blueprint()
+bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions leaves __init__ unannotated
 log = logging.getLogger("http")
 
 
 def _tenant(req: func.HttpRequest) -> str:
-    tenant = req.route_params.get("tenant", "")
+    tenant = str(req.route_params.get("tenant", ""))
     if not SLUG.match(tenant) or len(tenant) > 40:
-        raise BadRequest("tenant must be lowercase letters, digits and single dashes, 1 to 40 characters", "tenant")
+        raise BadRequest(
+            "tenant must be lowercase letters, digits and single dashes, 1 to 40 characters", field="tenant"
+        )
     return tenant
 
 
@@ -50,8 +52,10 @@ def provision_tenant(req: func.HttpRequest) -> func.HttpResponse:
         )
         result = svc.provisioner.provision(request)
         status = 201 if result.created else 200
-        log.info("tenant provisioned" if result.created else "tenant already provisioned",
-                 extra={"tenant": request.tenant, "status": status})
+        log.info(
+            "tenant provisioned" if result.created else "tenant already provisioned",
+            extra={"tenant": request.tenant, "status": status},
+        )
         return json_response(result.view.to_json(), status, {"Location": f"/api/tenants/{request.tenant}"})
 
     return _handle(work)
@@ -84,8 +88,13 @@ def rotate_tenant(req: func.HttpRequest) -> func.HttpResponse:
         tenant = _tenant(req)
         queued = queue_rotation(services(), tenant)
         return json_response(
-            {"tenant": tenant, "queued": True, "reason": queued.reason, "version": queued.version,
-             "status": f"/api/tenants/{tenant}"},
+            {
+                "tenant": tenant,
+                "queued": True,
+                "reason": queued.reason,
+                "version": queued.version,
+                "status": f"/api/tenants/{tenant}",
+            },
             202,
             {"Location": f"/api/tenants/{tenant}"},
         )
@@ -100,8 +109,12 @@ def confirm_rotation(req: func.HttpRequest) -> func.HttpResponse:
         tenant = _tenant(req)
         outcome = services().engine.confirm(tenant)
         return json_response(
-            {"tenant": tenant, "result": outcome.result.value, "keyId": outcome.key_id,
-             "revokedKeyId": outcome.previous_key_id}
+            {
+                "tenant": tenant,
+                "result": outcome.result.value,
+                "keyId": outcome.key_id,
+                "revokedKeyId": outcome.previous_key_id,
+            }
         )
 
     return _handle(work)

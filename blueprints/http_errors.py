@@ -34,9 +34,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
-def error_response(
-    status: int, code: str, message: str, field: str | None = None, **extra: Any
-) -> func.HttpResponse:
+def error_response(status: int, code: str, message: str, field: str | None = None, **extra: Any) -> func.HttpResponse:
     error: dict[str, Any] = {"code": code, "message": message, "field": field}
     error.update(extra)
     headers = {"Retry-After": "30"} if status in (429, 503) else None

@@ -16,7 +16,7 @@ from clients.interfaces import Alert, Severity
 from core.errors import DependencyRejected, TenantNotFound
 from rotation.operations import parse_rotation_message, rotate_from_message
 
-bp = func.Blueprint()
+bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions leaves __init__ unannotated
 log = logging.getLogger("queue")
 CONNECTION = "AzureWebJobsStorage"
 

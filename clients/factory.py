@@ -46,9 +46,7 @@ def service_credential(settings: Settings) -> TokenCredential:
     if settings.client_secret:
         from azure.identity import ClientSecretCredential
 
-        return ClientSecretCredential(
-            settings.tenant_id, settings.client_id, settings.client_secret, **options
-        )
+        return ClientSecretCredential(settings.tenant_id, settings.client_id, settings.client_secret, **options)
     from azure.identity import ManagedIdentityCredential
 
     return ManagedIdentityCredential(client_id=settings.client_id or None)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import httpx
 from azure.core.credentials import TokenCredential
+from azure.core.exceptions import ClientAuthenticationError
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
 from msgraph.generated.applications.item.add_password.add_password_post_request_body import (
@@ -40,6 +41,7 @@ from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 
 from clients.interfaces import AppInfo, AppSpec, NewPassword, PasswordInfo
+from clients.keyvault import service_token_error
 from core.clock import to_utc
 from core.errors import DependencyRejected, DependencyUnavailable, NotOwned, PolicyRejectedLifetime
 
@@ -93,6 +95,8 @@ class GraphClient:
             return await coro
         except ODataError as exc:
             raise _translate(exc) from None
+        except ClientAuthenticationError as exc:
+            raise service_token_error(exc) from None
         except (httpx.TransportError, TimeoutError) as exc:
             raise DependencyUnavailable(DEPENDENCY, f"network error: {exc.__class__.__name__}") from None
 

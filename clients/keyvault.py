@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
+    ClientAuthenticationError,
     HttpResponseError,
     ResourceNotFoundError,
     ServiceRequestError,
@@ -16,7 +17,7 @@ from azure.core.exceptions import (
 from azure.keyvault.secrets import SecretClient, SecretProperties
 
 from clients.interfaces import SecretVersion
-from core.errors import DependencyRejected, DependencyUnavailable
+from core.errors import DependencyError, DependencyRejected, DependencyUnavailable
 
 DEPENDENCY = "key-vault"
 T = TypeVar("T")
@@ -79,8 +80,7 @@ class KeyVaultStore:
     def list_versions(self, name: str) -> list[SecretVersion]:
         return _call(
             lambda: [
-                _version(p, None)
-                for p in self.client.list_properties_of_secret_versions(name, max_page_size=PAGE_SIZE)
+                _version(p, None) for p in self.client.list_properties_of_secret_versions(name, max_page_size=PAGE_SIZE)
             ]
         )
 
@@ -88,6 +88,10 @@ class KeyVaultStore:
 def _call(fn: Callable[[], T]) -> T:
     try:
         return fn()
+    except ClientAuthenticationError as exc:
+        if exc.status_code is None:  # our own token request failed, not Key Vault's answer
+            raise service_token_error(exc) from None
+        raise DependencyRejected(DEPENDENCY, _summary(exc), status=exc.status_code, error_code=_code(exc)) from None
     except ResourceNotFoundError as exc:
         raise DependencyRejected(DEPENDENCY, _summary(exc), status=404, error_code=_code(exc)) from None
     except HttpResponseError as exc:
@@ -121,3 +125,13 @@ def _version(props: SecretProperties, value: str | None) -> SecretVersion:
         id=props.id or "",
         value=value,
     )
+
+
+def service_token_error(exc: ClientAuthenticationError) -> DependencyError:
+    """The service's own identity could not get a token: Entra down (transient) or misconfigured."""
+    text = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
+    transient = any(m in text for m in ("HTTP Error: 5", "HTTP Error: 429", "connection", "timed out", "Timeout"))
+    message = f"the service's identity could not get a token: {text}"
+    if transient:
+        return DependencyUnavailable("entra-id", message)
+    return DependencyRejected("entra-id", message)

@@ -20,14 +20,23 @@ class SettingsError(ValueError):
 SETTINGS: dict[str, tuple[str | None, str]] = {
     "AZURE_TENANT_ID": (None, "Entra directory (tenant id) that holds the Nylas app registrations"),
     "AZURE_CLIENT_ID": ("", "Client id of the service's identity (user-assigned managed identity, or an app locally)"),
-    "AZURE_CLIENT_SECRET": ("", "Local runs only: a client secret for the service's own identity; empty uses managed identity"),
+    "AZURE_CLIENT_SECRET": (
+        "",
+        "Local runs only: a client secret for the service's own identity; empty uses managed identity",
+    ),
     "AZURE_AUTHORITY_HOST": ("https://login.microsoftonline.com", "Entra authority host"),
     "GRAPH_BASE_URL": ("https://graph.microsoft.com/v1.0", "Microsoft Graph base URL"),
     "KEY_VAULT_URL": (None, "Key Vault that is the source of truth, e.g. https://kv-name.vault.azure.net/"),
-    "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": ("true", "Check the Key Vault challenge resource; false only for local emulators"),
+    "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": (
+        "true",
+        "Check the Key Vault challenge resource; false only for local emulators",
+    ),
     "CA_BUNDLE": ("", "Local runs only: PEM bundle to trust (the emulators' CA); empty uses the system store"),
     "SECRET_PREFIX": ("nylas-entra-", "Prefix of the Key Vault secret names this service owns"),
-    "PERMISSION_MANIFEST_PATH": ("", "JSON file with requiredResourceAccess; empty uses the Nylas v2 sample shipped in the repo"),
+    "PERMISSION_MANIFEST_PATH": (
+        "",
+        "JSON file with requiredResourceAccess; empty uses the Nylas v2 sample shipped in the repo",
+    ),
     "DEFAULT_SECRET_LIFETIME_DAYS": ("730", "Lifetime of a new client secret when a tenant does not say"),
     "DEFAULT_ROTATE_BEFORE_DAYS": ("30", "Rotate this many days before expiry when a tenant does not say"),
     "ROTATION_SCHEDULE": ("0 0 2 * * *", "NCRONTAB schedule of the nightly scan (UTC)"),
@@ -46,7 +55,10 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "NYLAS_V2_API_EU": ("https://beta.eu.nylas.com", "Nylas v2 Integrations API, EU region"),
     "HTTP_TIMEOUT_SECONDS": ("30", "Timeout of one outside call"),
     "HTTP_MAX_RETRIES": ("3", "Retries of one outside call on 429/5xx/network errors"),
-    "STORAGE_CONNECTION": ("AzureWebJobsStorage", "Prefix of the storage connection settings (same as the Functions host)"),
+    "STORAGE_CONNECTION": (
+        "AzureWebJobsStorage",
+        "Prefix of the storage connection settings (same as the Functions host)",
+    ),
 }
 
 

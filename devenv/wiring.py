@@ -58,8 +58,6 @@ def local_env(emulators: Emulators, storage_connection: str, **overrides: str) -
     return env
 
 
-def local_services(
-    emulators: Emulators, env: Mapping[str, str], notifier: Notifier | None = None
-) -> Services:
+def local_services(emulators: Emulators, env: Mapping[str, str], notifier: Notifier | None = None) -> Services:
     clock = WorldClock(emulators)
     return build_services(Settings.from_env(env), clock=clock, sleep=clock.sleep, notifier=notifier)

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from clients.interfaces import AppInfo, AppSpec
-from core.errors import BadRequest, NotFoundYet
+from core.errors import BadRequest, DependencyRejected, NotFoundYet
 from core.record import (
     MARKER,
     NylasTarget,
@@ -118,10 +118,15 @@ class Provisioner:
         if record is None:
             credential_ref = self._store_nylas_credential(request)
             app = self._ensure_app(request)
-            self._ensure_service_principal(app.app_id)
-            self.engine._remove_orphans(app, recorded=set())
+            # Entra replicates a new app with a delay and publishes no bound: until a read by id
+            # succeeds, writes against it may 404. Wait here, where we know the app is new.
+            app = self._retry_replication(lambda: self.deps.graph.get(app.object_id))
+            self._retry_replication(lambda: self.deps.graph.ensure_service_principal(app.app_id))
+            self.engine.remove_orphans(app, recorded=set())
             rotation_id = uuid.uuid4().hex[:12]
-            new = self.engine.add_password_within_policy(app.object_id, rotation_id, request.lifetime_days)
+            new = self._retry_replication(
+                lambda: self.engine.add_password_within_policy(app.object_id, rotation_id, request.lifetime_days)
+            )
             lifetime = new_lifetime_days(new, request.lifetime_days)
             if lifetime < request.lifetime_days:
                 warnings.append(
@@ -194,19 +199,25 @@ class Provisioner:
                 )
             self.deps.graph.update(app.object_id, spec)
             return app
-        return self._retry_replication(lambda: self.deps.graph.upsert(spec))
-
-    def _ensure_service_principal(self, app_id: str) -> None:
-        self._retry_replication(lambda: self.deps.graph.ensure_service_principal(app_id))
+        return self.deps.graph.upsert(spec)
 
     def _retry_replication(self, call: Callable[[], T]) -> T:
+        """Retry Graph's replication 404 (and Request_BadRequest on a service principal for an app
+        it cannot see yet) right after a create; any other error is not ours to retry."""
         delay = 1.0
         for attempt in range(REPLICATION_RETRIES):
             try:
                 return call()
-            except NotFoundYet:
-                if attempt == REPLICATION_RETRIES - 1:
+            except DependencyRejected as exc:
+                lag = exc.dependency == "microsoft-graph" and (
+                    exc.status == 404 or exc.error_code == "Request_BadRequest"
+                )
+                if not lag:
                     raise
+                if attempt == REPLICATION_RETRIES - 1:
+                    raise NotFoundYet(
+                        exc.dependency, f"still replicating after {attempt + 1} tries: {exc.message}"
+                    ) from None
                 self.deps.sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")
@@ -239,4 +250,3 @@ class Provisioner:
             admin_consent_url=f"{self.authority_host}/{consent_tenant}/adminconsent?client_id={record.client_id}",
             warnings=tuple(notes),
         )
-

@@ -158,12 +158,12 @@ class RotationEngine:
         now = self.deps.clock.now()
 
         if record.state.settled:
-            self._remove_orphans(app, recorded={record.key_id})
+            self.remove_orphans(app, recorded={record.key_id})
             if not force and not is_due(record, latest.expires_on, now):
                 return Outcome(tenant, Result.NOT_DUE, record.key_id, expires_on=latest.expires_on)
             latest, record = self._create(tenant, latest, record, app)
         else:
-            self._remove_orphans(app, recorded={record.key_id, record.previous_key_id})
+            self.remove_orphans(app, recorded={record.key_id, record.previous_key_id})
 
         if record.state is RotationState.AWAITING_CONFIRMATION:
             previous_gone = record.previous_key_id and not any(
@@ -295,7 +295,7 @@ class RotationEngine:
                     "key_id": record.previous_key_id,
                     "previous_key_id": "",
                     "state": RotationState.RESTORED,
-                    }
+                }
             )
             self.deps.vault.set(
                 latest.name,
@@ -327,7 +327,7 @@ class RotationEngine:
                 return self.deps.vault.get(name, version.version)
         return None
 
-    def _remove_orphans(self, app: AppInfo, recorded: set[str]) -> list[str]:
+    def remove_orphans(self, app: AppInfo, recorded: set[str]) -> list[str]:
         """Under the tenant lease no other run is mid-create, so a credential of ours that Key Vault
         does not record is left over from a run that died between addPassword and the store."""
         removed = []
@@ -350,7 +350,9 @@ class RotationEngine:
         days_left = (to_utc(old_end) - now).days if old_end else None
         escalate = days_left is not None and days_left <= self.policy.manual_escalate_days
         kind = "manual-action" if first else ("manual-escalation" if escalate else "manual-reminder")
-        dashboard = "https://ireland-dashboard.nylas.com" if record.nylas_region == "eu" else "https://dashboard.nylas.com"
+        dashboard = (
+            "https://ireland-dashboard.nylas.com" if record.nylas_region == "eu" else "https://dashboard.nylas.com"
+        )
         self.deps.notifier.notify(
             Alert(
                 kind=kind,

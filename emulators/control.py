@@ -1,0 +1,164 @@
+"""Admin API that steers the World from another process (same powers as the in-process API)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ._http import HttpError, Request, Response, Service, empty, json_response
+from .world import World, iso
+
+_FAULT_KEYS = {"route", "status", "retry_after", "times", "latency", "drop", "phase", "error_code", "kill_pid"}
+
+
+def _body(req: Request) -> dict[str, Any]:
+    body = req.json()
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise HttpError(400, "BadRequest", "Expected a JSON object.")
+    return body
+
+
+class ControlService(Service):
+    name = "control"
+
+    def __init__(self, world: World) -> None:
+        super().__init__(world)
+        self.add("POST", r"/faults", "control.faults_inject", self.inject)
+        self.add("GET", r"/faults", "control.faults_list", self.faults)
+        self.add("DELETE", r"/faults", "control.faults_clear", self.clear)
+        self.add("POST", r"/clock", "control.clock_advance", self.advance)
+        self.add("GET", r"/clock", "control.clock_get", self.clock)
+        self.add("GET", r"/calls", "control.calls_get", self.calls)
+        self.add("POST", r"/calls/reset", "control.calls_reset", self.reset_calls)
+        self.add("GET", r"/snapshot", "control.snapshot", self.snapshot)
+        self.add("POST", r"/reset", "control.reset", self.reset)
+        self.add("POST", r"/nylas/apps", "control.nylas_apps", self.nylas_app)
+        self.add("GET", r"/nylas/apps/(?P<app_id>[^/]+)", "control.nylas_app_state", self.nylas_state)
+        self.add("POST", r"/graph/policy", "control.graph_policy", self.policy)
+        self.add("POST", r"/graph/foreign_apps", "control.graph_foreign_app", self.foreign_app)
+        self.add("POST", r"/graph/apps/(?P<oid>[^/]+)/passwords", "control.graph_add_password", self.add_password)
+        self.add("POST", r"/delays", "control.delays", self.delays)
+        self.add("POST", r"/latency", "control.latency", self.latency)
+        self.add("GET", r"/health", "control.health", self.health)
+
+    def inject(self, req: Request) -> Response:
+        body = _body(req)
+        unknown = set(body) - _FAULT_KEYS
+        if unknown or "route" not in body:
+            raise HttpError(400, "BadRequest", f"Fault needs 'route'; unknown keys: {sorted(unknown)}")
+        route = str(body.pop("route"))
+        try:
+            self.world.faults.inject(route, **body)
+        except (TypeError, ValueError) as err:
+            raise HttpError(400, "BadRequest", str(err)) from None
+        return json_response(201, {"faults": [f.to_json() for f in self.world.faults.pending()]})
+
+    def faults(self, req: Request) -> Response:
+        return json_response(200, {"faults": [f.to_json() for f in self.world.faults.pending()]})
+
+    def clear(self, req: Request) -> Response:
+        self.world.faults.clear()
+        return empty(204)
+
+    def _clock(self) -> dict[str, Any]:
+        return {"now": iso(self.world.clock.now()), "offset_seconds": self.world.clock.offset_seconds}
+
+    def advance(self, req: Request) -> Response:
+        body = _body(req)
+        self.world.clock.advance(seconds=float(body.get("advance_seconds", 0)), days=float(body.get("advance_days", 0)))
+        return json_response(200, self._clock())
+
+    def clock(self, req: Request) -> Response:
+        return json_response(200, self._clock())
+
+    def calls(self, req: Request) -> Response:
+        return json_response(
+            200, {"calls": dict(self.world.calls), "log": [list(entry) for entry in self.world.call_log]}
+        )
+
+    def reset_calls(self, req: Request) -> Response:
+        self.world.reset_calls()
+        return empty(204)
+
+    def snapshot(self, req: Request) -> Response:
+        return json_response(200, self.world.snapshot())
+
+    def reset(self, req: Request) -> Response:
+        self.world.reset()
+        return empty(204)
+
+    def nylas_app(self, req: Request) -> Response:
+        body = _body(req)
+        version, region = str(body.get("version", "v3")), str(body.get("region", "us"))
+        if version == "v3" and body.get("app_id") and body.get("api_key"):
+            self.world.nylas.add_v3_app(str(body["app_id"]), str(body["api_key"]), region)
+            return json_response(201, {"app_id": body["app_id"], "version": "v3", "region": region})
+        if version == "v2" and body.get("client_id") and body.get("client_secret"):
+            self.world.nylas.add_v2_app(str(body["client_id"]), str(body["client_secret"]), region)
+            return json_response(201, {"app_id": body["client_id"], "version": "v2", "region": region})
+        raise HttpError(400, "BadRequest", "Need version v3 with app_id+api_key, or v2 with client_id+client_secret.")
+
+    def nylas_state(self, req: Request, app_id: str) -> Response:
+        if app_id not in self.world.nylas.apps:
+            raise HttpError(404, "NotFound", f"No Nylas app {app_id}.")
+        current = self.world.nylas.current(app_id)
+
+        def entry(h: tuple[datetime, str, str]) -> dict[str, str]:
+            return {"time": iso(h[0]), "client_id": h[1], "hint": h[2]}
+
+        return json_response(
+            200,
+            {
+                "client_id": current[0] if current else None,
+                "hint": current[1][:3] if current else None,
+                "secret_works": self.world.nylas_secret_works(app_id),
+                "history": [entry(h) for h in self.world.nylas.history(app_id)],
+            },
+        )
+
+    def policy(self, req: Request) -> Response:
+        body = _body(req)
+        value = body.get("lifetime_max_days")
+        self.world.graph.lifetime_policy_max_days = int(value) if value is not None else None
+        return json_response(200, {"lifetime_max_days": self.world.graph.lifetime_policy_max_days})
+
+    def foreign_app(self, req: Request) -> Response:
+        body = _body(req)
+        app = self.world.graph.add_foreign_app(
+            str(body.get("display_name", "someone else's app")),
+            owner=str(body.get("owner", "someone-else")),
+            unique_name=body.get("unique_name"),
+        )
+        return json_response(201, {"id": app.object_id, "appId": app.app_id})
+
+    def add_password(self, req: Request, oid: str) -> Response:
+        body = _body(req)
+        if oid not in self.world.graph.apps:
+            raise HttpError(404, "NotFound", f"No application {oid}.")
+        end = datetime.fromisoformat(str(body["end"]).replace("Z", "+00:00")) if body.get("end") else None
+        # Emulator-only: the secret is returned so a harness can play "someone else's" client.
+        key_id, secret = self.world.graph.add_password_direct(oid, body.get("display_name"), end)
+        return json_response(201, {"keyId": key_id, "secretText": secret})
+
+    def delays(self, req: Request) -> Response:
+        body = _body(req)
+        if "graph_replication" in body:
+            self.world.graph.replication_delay = float(body["graph_replication"])
+        if "entra_propagation" in body:
+            self.world.entra.propagation_delay = float(body["entra_propagation"])
+        return json_response(
+            200,
+            {
+                "graph_replication": self.world.graph.replication_delay,
+                "entra_propagation": self.world.entra.propagation_delay,
+            },
+        )
+
+    def latency(self, req: Request) -> Response:
+        self.world.latency_all(float(_body(req).get("seconds", 0)))
+        return json_response(200, {"seconds": self.world.latency})
+
+    def health(self, req: Request) -> Response:
+        return json_response(200, {"status": "ok"})

@@ -1,0 +1,530 @@
+"""Microsoft Graph v1.0: applications, their password credentials, service principals.
+
+Permission model is Application.ReadWrite.OwnedBy: a caller sees and changes
+only the applications it created (or was made owner of). New objects are
+invisible to keyed reads for ``world.graph.replication_delay`` seconds, like
+Entra's directory replication.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import re
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from ._http import HttpError, Request, Response, Service, empty, json_response
+from .world import GRAPH_RESOURCE, GraphApp, ServicePrincipal, World, add_years
+
+PAGE_SIZE = 100
+ODATA_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+
+# Writable application properties (names as msgraph-sdk serialises them).
+_APP_PROPERTIES = {
+    "addIns",
+    "api",
+    "appRoles",
+    "defaultRedirectUri",
+    "description",
+    "displayName",
+    "groupMembershipClaims",
+    "identifierUris",
+    "info",
+    "isDeviceOnlyAuthSupported",
+    "isFallbackPublicClient",
+    "notes",
+    "oauth2RequirePostResponse",
+    "optionalClaims",
+    "parentalControlSettings",
+    "publicClient",
+    "requiredResourceAccess",
+    "samlMetadataUrl",
+    "serviceManagementReference",
+    "signInAudience",
+    "spa",
+    "tags",
+    "tokenEncryptionKeyId",
+    "uniqueName",
+    "web",
+    "keyCredentials",
+    "authenticationBehaviors",
+    "servicePrincipalLockConfiguration",
+    "nativeAuthenticationApisEnabled",
+}
+_READ_ONLY = {"id", "appId", "createdDateTime", "publisherDomain", "deletedDateTime", "passwordCredentials"}
+_SIGN_IN_AUDIENCES = {
+    "AzureADMyOrg",
+    "AzureADMultipleOrgs",
+    "AzureADandPersonalMicrosoftAccount",
+    "PersonalMicrosoftAccount",
+}
+_KEY = r"\(\s*(?P<key>appId|uniqueName)\s*=\s*'(?P<value>(?:[^']|'')*)'\s*\)"
+
+
+def _not_found(ident: str) -> HttpError:
+    return HttpError(
+        404,
+        "Request_ResourceNotFound",
+        f"Resource '{ident}' does not exist or one of its queried reference-property objects are not present.",
+    )
+
+
+def _denied() -> HttpError:
+    return HttpError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+
+
+def _bad(message: str, code: str = "Request_BadRequest") -> HttpError:
+    return HttpError(400, code, message)
+
+
+def _parse_dt(value: Any, prop: str) -> datetime:
+    if not isinstance(value, str):
+        raise _bad(f"Invalid value specified for property '{prop}' of resource 'PasswordCredential'.")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise _bad(
+            f"Cannot convert the literal '{value}' to the expected type 'Edm.DateTimeOffset'.", "BadRequest"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class GraphService(Service):
+    name = "graph"
+
+    def __init__(self, world: World) -> None:
+        super().__init__(world)
+        v = r"/v1\.0"
+        self.add("POST", v + r"/applications", "graph.create_application", self.create_application)
+        self.add("GET", v + r"/applications", "graph.list_applications", self.list_applications)
+        self.add("GET", v + r"/applications" + _KEY, "graph.get_application", self.get_by_key)
+        self.add("PATCH", v + r"/applications" + _KEY, "graph.upsert_application", self.patch_by_key)
+        self.add("DELETE", v + r"/applications" + _KEY, "graph.delete_application", self.delete_by_key)
+        self.add("GET", v + r"/applications/(?P<oid>[^/()]+)", "graph.get_application", self.get_application)
+        self.add("PATCH", v + r"/applications/(?P<oid>[^/()]+)", "graph.update_application", self.update_application)
+        self.add("DELETE", v + r"/applications/(?P<oid>[^/()]+)", "graph.delete_application", self.delete_application)
+        self.add(
+            "POST",
+            v + r"/applications/(?P<oid>[^/()]+)/(?:microsoft\.graph\.)?addPassword",
+            "graph.add_password",
+            self.add_password,
+        )
+        self.add(
+            "POST",
+            v + r"/applications/(?P<oid>[^/()]+)/(?:microsoft\.graph\.)?removePassword",
+            "graph.remove_password",
+            self.remove_password,
+        )
+        self.add("POST", v + r"/servicePrincipals", "graph.create_service_principal", self.create_service_principal)
+        self.add(
+            "GET",
+            v + r"/servicePrincipals\(\s*appId\s*=\s*'(?P<app_id>[^']*)'\s*\)",
+            "graph.get_service_principal",
+            self.get_sp_by_app_id,
+        )
+        self.add("GET", v + r"/servicePrincipals/(?P<oid>[^/()]+)", "graph.get_service_principal", self.get_sp)
+
+    # -- wire format
+    def error_response(
+        self, req: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> Response:
+        request_id = req.context.setdefault("request_id", str(uuid.uuid4()))
+        body = {
+            "error": {
+                "code": code,
+                "message": message,
+                "innerError": {
+                    "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+                    "request-id": request_id,
+                    "client-request-id": req.header("client-request-id") or request_id,
+                },
+            }
+        }
+        out = dict(headers or {})
+        if status == 401:
+            out.setdefault(
+                "WWW-Authenticate",
+                'Bearer realm="", authorization_uri="https://login.microsoftonline.com'
+                '/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"',
+            )
+        return json_response(status, body, out, ODATA_JSON)
+
+    def default_code(self, status: int) -> str:
+        return {
+            400: "BadRequest",
+            401: "InvalidAuthenticationToken",
+            403: "Authorization_RequestDenied",
+            404: "Request_ResourceNotFound",
+            409: "Request_MultipleObjectsWithSameKeyValue",
+            429: "TooManyRequests",
+            500: "UnknownError",
+            503: "ServiceUnavailable",
+            504: "GatewayTimeout",
+        }.get(status, super().default_code(status))
+
+    def decorate(self, req: Request, resp: Response) -> None:
+        request_id = req.context.setdefault("request_id", str(uuid.uuid4()))
+        resp.headers.setdefault("request-id", request_id)
+        resp.headers.setdefault("client-request-id", req.header("client-request-id") or request_id)
+        resp.headers.setdefault("x-ms-ags-diagnostic", json.dumps({"ServerInfo": {"DataCenter": "Emulator"}}))
+
+    def unknown_route(self, req: Request) -> Response:
+        segment = req.path.rstrip("/").rsplit("/", 1)[-1]
+        return self.error_response(req, 400, "BadRequest", f"Resource not found for the segment '{segment}'.")
+
+    def _context(self, req: Request, fragment: str) -> str:
+        return f"{self.base_url}/v1.0/$metadata#{fragment}"
+
+    def _app_json(self, req: Request, app: GraphApp, *, entity: bool = True) -> dict[str, Any]:
+        body = app.to_json()
+        select = req.q("$select")
+        if select:
+            wanted = {s.strip() for s in select.split(",")} | {"id"}
+            body = {k: v for k, v in body.items() if k in wanted}
+        if entity:
+            body = {"@odata.context": self._context(req, "applications/$entity"), **body}
+        return body
+
+    # -- caller and lookups
+    def _caller(self, req: Request) -> str:
+        auth = req.header("Authorization")
+        if not auth.lower().startswith("bearer ") or not auth[7:].strip():
+            raise HttpError(401, "InvalidAuthenticationToken", "Access token is empty.")
+        issued = self.world.entra.check_token(auth[7:].strip())
+        if issued is None:
+            raise HttpError(
+                401,
+                "InvalidAuthenticationToken",
+                "IDX14100: JWT is not well formed, there are no dots "
+                "(.). The token needs to be in JWS or JWE Compact Serialization Format.",
+            )
+        if issued.resource != GRAPH_RESOURCE:
+            raise HttpError(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")
+        return issued.client_id
+
+    def _visible(self, app: GraphApp | None, ident: str) -> GraphApp:
+        if app is None or not self.world.graph.replicated(app.created):
+            raise _not_found(ident)
+        return app
+
+    def _owned(self, caller: str, app: GraphApp) -> GraphApp:
+        if caller not in app.owners:
+            raise _denied()
+        return app
+
+    def _by_key(self, key: str, value: str) -> GraphApp | None:
+        value = value.replace("''", "'")
+        graph = self.world.graph
+        return graph.by_app_id(value) if key == "appId" else graph.by_unique_name(value)
+
+    def _app(self, req: Request, oid: str) -> GraphApp:
+        caller = self._caller(req)
+        return self._owned(caller, self._visible(self.world.graph.apps.get(oid), oid))
+
+    # -- validation
+    def _validate(self, body: Any, *, creating: bool, app: GraphApp | None = None) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise _bad("Empty Payload. JSON content expected.", "BadRequest")
+        data = {k: v for k, v in body.items() if not k.startswith("@odata.")}
+        for key in data:
+            if key in _READ_ONLY:
+                raise _bad(f"Property '{key}' is read-only and cannot be set.")
+            if key not in _APP_PROPERTIES:
+                raise _bad(
+                    f"Property '{key}' does not exist on type 'microsoft.graph.application'. Make sure to only "
+                    "use property names that are defined by the type.",
+                    "BadRequest",
+                )
+        if creating or "displayName" in data:
+            name = data.get("displayName")
+            if creating and not name:
+                raise _bad("Required property 'displayName' is missing or empty.")
+            if not isinstance(name, str) or len(name) > 120:
+                raise _bad("Invalid value specified for property 'displayName' of resource 'Application'.")
+        if "signInAudience" in data and data["signInAudience"] not in _SIGN_IN_AUDIENCES:
+            raise _bad("Invalid value specified for property 'signInAudience' of resource 'Application'.")
+        if "tags" in data:
+            tags = data["tags"]
+            if not isinstance(tags, list) or any(not isinstance(t, str) or not t or re.search(r"\s", t) for t in tags):
+                raise _bad("Invalid value specified for property 'tags' of resource 'Application'.")
+            if len({t.lower() for t in tags}) != len(tags):
+                raise _bad(
+                    "Request contains a property with duplicate values.", "Request_MultipleObjectsWithSameKeyValue"
+                )
+            if any(len(t) > 256 for t in tags):
+                raise _bad("Invalid value specified for property 'tags' of resource 'Application'.")
+        if "web" in data:
+            web = data["web"]
+            uris = web.get("redirectUris", []) if isinstance(web, dict) else None
+            if not isinstance(uris, list) or any(not isinstance(u, str) for u in uris):
+                raise _bad("Invalid value specified for property 'web' of resource 'Application'.")
+        if "requiredResourceAccess" in data and not isinstance(data["requiredResourceAccess"], list):
+            raise _bad("Invalid value specified for property 'requiredResourceAccess' of resource 'Application'.")
+        if "uniqueName" in data:
+            unique = data["uniqueName"]
+            if app is not None and app.unique_name and unique != app.unique_name:
+                raise _bad("Property 'uniqueName' is read-only once set and cannot be changed.")
+            if not isinstance(unique, str) or not unique or len(unique) > 120:
+                raise _bad("Invalid value specified for property 'uniqueName' of resource 'Application'.")
+            other = self.world.graph.by_unique_name(unique)
+            if other is not None and other is not app:
+                raise HttpError(
+                    400,
+                    "Request_MultipleObjectsWithSameKeyValue",
+                    "Another object with the same value for property uniqueName already exists.",
+                )
+        return data
+
+    def _apply(self, app: GraphApp, data: dict[str, Any]) -> None:
+        for key, value in data.items():
+            if key == "web" and isinstance(app.data.get("web"), dict):
+                app.data["web"] = {**app.data["web"], **value}
+            else:
+                app.data[key] = value
+
+    # -- applications
+    def create_application(self, req: Request) -> Response:
+        caller = self._caller(req)
+        data = self._validate(req.json(), creating=True)
+        app = self.world.graph.create_app(caller, data)
+        return json_response(
+            201,
+            self._app_json(req, app),
+            {"Location": f"{self.base_url}/v1.0/applications/{app.object_id}"},
+            ODATA_JSON,
+        )
+
+    def get_application(self, req: Request, oid: str) -> Response:
+        return json_response(200, self._app_json(req, self._app(req, oid)), None, ODATA_JSON)
+
+    def get_by_key(self, req: Request, key: str, value: str) -> Response:
+        caller = self._caller(req)
+        app = self._owned(caller, self._visible(self._by_key(key, value), f"{key}='{value}'"))
+        return json_response(200, self._app_json(req, app), None, ODATA_JSON)
+
+    def update_application(self, req: Request, oid: str) -> Response:
+        app = self._app(req, oid)
+        self._apply(app, self._validate(req.json(), creating=False, app=app))
+        return empty(204)
+
+    def patch_by_key(self, req: Request, key: str, value: str) -> Response:
+        caller = self._caller(req)
+        wanted = value.replace("''", "'")
+        app = self._by_key(key, value)
+        if app is not None:
+            # Upsert by alternate key reads the primary replica: no replication delay here.
+            self._owned(caller, app)
+            self._apply(app, self._validate(req.json(), creating=False, app=app))
+            return empty(204)
+        create = "create-if-missing" in req.header("Prefer").lower()
+        if not create or key != "uniqueName":
+            raise _not_found(f"{key}='{wanted}'")
+        body = req.json()
+        if isinstance(body, dict) and body.get("uniqueName", wanted) != wanted:
+            raise _bad("Property 'uniqueName' in the payload does not match the key in the request URL.")
+        data = self._validate({**(body or {}), "uniqueName": wanted}, creating=True)
+        app = self.world.graph.create_app(caller, data)
+        return json_response(
+            201,
+            self._app_json(req, app),
+            {"Location": f"{self.base_url}/v1.0/applications/{app.object_id}"},
+            ODATA_JSON,
+        )
+
+    def _delete(self, app: GraphApp) -> Response:
+        graph = self.world.graph
+        graph.apps.pop(app.object_id, None)
+        sp = graph.sp_by_app_id(app.app_id)
+        if sp is not None:
+            graph.service_principals.pop(sp.object_id, None)
+        return empty(204)
+
+    def delete_application(self, req: Request, oid: str) -> Response:
+        return self._delete(self._app(req, oid))
+
+    def delete_by_key(self, req: Request, key: str, value: str) -> Response:
+        caller = self._caller(req)
+        return self._delete(self._owned(caller, self._visible(self._by_key(key, value), f"{key}='{value}'")))
+
+    def list_applications(self, req: Request) -> Response:
+        caller = self._caller(req)
+        predicate = _parse_filter(req.q("$filter"))
+        apps = sorted(
+            (a for a in self.world.graph.apps.values() if caller in a.owners and predicate(a)),
+            key=lambda a: (a.created, a.object_id),
+        )
+        top_raw = req.q("$top")
+        try:
+            top = int(top_raw) if top_raw else PAGE_SIZE
+        except ValueError:
+            raise _bad(
+                f"Invalid page size specified: '{top_raw}'. Must be between 1 and 999 inclusive.",
+                "Request_UnsupportedQuery",
+            ) from None
+        if not 1 <= top <= 999:
+            raise _bad(
+                f"Invalid page size specified: '{top}'. Must be between 1 and 999 inclusive.",
+                "Request_UnsupportedQuery",
+            )
+        offset = _decode_skiptoken(req.q("$skiptoken"))
+        page = apps[offset : offset + top]
+        body: dict[str, Any] = {"@odata.context": self._context(req, "applications")}
+        if req.q("$count") == "true":
+            body["@odata.count"] = len(apps)
+        body["value"] = [self._app_json(req, a, entity=False) for a in page]
+        if offset + top < len(apps):
+            query = [f"$skiptoken={_encode_skiptoken(offset + top)}", f"$top={top}"]
+            for name in ("$filter", "$select", "$count"):
+                if req.q(name):
+                    query.append(f"{name}={_quote(req.q(name) or '')}")
+            body["@odata.nextLink"] = f"{self.base_url}/v1.0/applications?{'&'.join(query)}"
+        return json_response(200, body, None, ODATA_JSON)
+
+    # -- credentials
+    def add_password(self, req: Request, oid: str) -> Response:
+        app = self._app(req, oid)
+        body = req.json() or {}
+        cred_in = body.get("passwordCredential") if isinstance(body, dict) else None
+        cred_in = cred_in if isinstance(cred_in, dict) else {}
+        now = self.world.clock.now()
+        start = _parse_dt(cred_in["startDateTime"], "startDateTime") if cred_in.get("startDateTime") else now
+        end = _parse_dt(cred_in["endDateTime"], "endDateTime") if cred_in.get("endDateTime") else add_years(start, 2)
+        if end <= start:
+            raise _bad("Invalid value specified for property 'endDateTime' of resource 'PasswordCredential'.")
+        max_days = self.world.graph.lifetime_policy_max_days
+        if max_days is not None and end - start > timedelta(days=max_days):
+            raise _bad(
+                f"Credential lifetime exceeds the max value allowed as per assigned policy "
+                f"(maximum {max_days} days, P{max_days}D).",
+                "CredentialInvalidLifetimeAsPerAppPolicy",
+            )
+        display = cred_in.get("displayName")
+        cred = self.world.graph.new_password(app, str(display) if display is not None else None, start, end)
+        out = {
+            "@odata.context": self._context(req, "microsoft.graph.passwordCredential"),
+            **cred.to_json(secret_text=cred.secret),
+        }
+        return json_response(200, out, None, ODATA_JSON)
+
+    def remove_password(self, req: Request, oid: str) -> Response:
+        app = self._app(req, oid)
+        body = req.json()
+        key_id = body.get("keyId") if isinstance(body, dict) else None
+        try:
+            key = str(uuid.UUID(str(key_id)))
+        except ValueError:
+            raise _bad("Invalid value specified for property 'keyId' of resource 'PasswordCredential'.") from None
+        if not self.world.graph.remove_password_direct(app.object_id, key):
+            # Graph answers an unknown keyId with 400 and this message (not 404).
+            raise _bad(f"No password credential found with keyId '{key}'.")
+        return empty(204)
+
+    # -- service principals
+    def create_service_principal(self, req: Request) -> Response:
+        caller = self._caller(req)
+        body = req.json()
+        app_id = body.get("appId") if isinstance(body, dict) else None
+        if not isinstance(app_id, str) or not app_id:
+            raise _bad("Required property 'appId' is missing or empty.")
+        graph = self.world.graph
+        app = graph.by_app_id(app_id)
+        if app is None:
+            raise _bad(f"The appId '{app_id}' of the service principal does not reference a valid application object.")
+        self._visible(app, app_id)
+        if graph.sp_by_app_id(app_id) is not None:
+            raise HttpError(
+                409,
+                "Request_MultipleObjectsWithSameKeyValue",
+                f"The service principal cannot be created, updated, or restored because the service "
+                f"principal name {app_id} is already in use.",
+            )
+        sp = ServicePrincipal(str(uuid.uuid4()), app.app_id, app.display_name, self.world.clock.now(), {caller})
+        graph.service_principals[sp.object_id] = sp
+        out = {"@odata.context": self._context(req, "servicePrincipals/$entity"), **sp.to_json()}
+        return json_response(201, out, None, ODATA_JSON)
+
+    def _sp_json(self, req: Request, sp: ServicePrincipal | None, ident: str) -> Response:
+        if sp is None or not self.world.graph.replicated(sp.created):
+            raise _not_found(ident)
+        out = {"@odata.context": self._context(req, "servicePrincipals/$entity"), **sp.to_json()}
+        return json_response(200, out, None, ODATA_JSON)
+
+    def get_sp_by_app_id(self, req: Request, app_id: str) -> Response:
+        self._caller(req)
+        return self._sp_json(req, self.world.graph.sp_by_app_id(app_id), f"appId='{app_id}'")
+
+    def get_sp(self, req: Request, oid: str) -> Response:
+        self._caller(req)
+        return self._sp_json(req, self.world.graph.service_principals.get(oid), oid)
+
+
+def _quote(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _encode_skiptoken(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode().rstrip("=")
+
+
+def _decode_skiptoken(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        return max(0, int(raw.split(":", 1)[1]))
+    except (ValueError, IndexError):
+        raise _bad(
+            "The specified page token value has expired and can no longer be included in your request.",
+            "Directory_ExpiredPageToken",
+        ) from None
+
+
+_EQ = re.compile(r"^\s*(?P<prop>id|appId|displayName|uniqueName)\s+eq\s+'(?P<value>(?:[^']|'')*)'\s*$")
+_STARTS = re.compile(r"^\s*startswith\(\s*(?P<prop>displayName|uniqueName)\s*,\s*'(?P<value>(?:[^']|'')*)'\s*\)\s*$")
+_TAG = re.compile(r"^\s*tags/any\(\s*(?P<v>\w+)\s*:\s*(?P=v)\s+eq\s+'(?P<value>(?:[^']|'')*)'\s*\)\s*$")
+
+
+def _eq(prop: str, value: str, app: GraphApp) -> bool:
+    return _prop(app, prop).lower() == value
+
+
+def _starts(prop: str, value: str, app: GraphApp) -> bool:
+    return _prop(app, prop).lower().startswith(value)
+
+
+def _has_tag(value: str, app: GraphApp) -> bool:
+    return value in [str(t).lower() for t in app.data.get("tags") or []]
+
+
+def _prop(app: GraphApp, prop: str) -> str:
+    if prop == "id":
+        return app.object_id
+    if prop == "appId":
+        return app.app_id
+    return str(app.data.get(prop) or "")
+
+
+def _parse_filter(expr: str | None) -> Callable[[GraphApp], bool]:
+    """Supports the $filter shapes the product uses: eq / startswith / tags/any, joined by 'and'."""
+    if not expr:
+        return lambda app: True
+    checks: list[Callable[[GraphApp], bool]] = []
+    for clause in re.split(r"\s+and\s+", expr.strip()):
+        if m := _EQ.match(clause):
+            checks.append(functools.partial(_eq, m["prop"], m["value"].replace("''", "'").lower()))
+        elif m := _STARTS.match(clause):
+            checks.append(functools.partial(_starts, m["prop"], m["value"].replace("''", "'").lower()))
+        elif m := _TAG.match(clause):
+            checks.append(functools.partial(_has_tag, m["value"].replace("''", "'").lower()))
+        else:
+            raise _bad(
+                f"Unsupported or invalid query filter clause specified for property of resource "
+                f"'Application': '{clause.strip()}'.",
+                "Request_UnsupportedQuery",
+            )
+    return lambda app: all(check(app) for check in checks)

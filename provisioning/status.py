@@ -1,0 +1,41 @@
+"""Tenant status from Key Vault properties: ids, key id, expiry, rotation state. Never a value."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from clients.interfaces import SecretStore, SecretVersion
+from core.errors import TenantNotFound
+from core.record import TenantRecord, secret_name
+from provisioning.provision import TenantView
+
+
+def view_of(props: SecretVersion, record: TenantRecord) -> TenantView:
+    return TenantView(
+        tenant=record.tenant,
+        app_object_id=record.app_object_id,
+        client_id=record.client_id,
+        key_id=record.key_id,
+        key_vault_secret_id=props.id,
+        expires_on=props.expires_on,
+        state=record.state.value,
+        nylas_target=record.nylas_target.value,
+        nylas_region=record.nylas_region,
+        nylas_app_id=record.nylas_app_id,
+        updated_on=props.updated_on,
+    )
+
+
+def list_tenants(vault: SecretStore) -> Iterator[TenantView]:
+    for props in vault.list_properties():
+        record = TenantRecord.from_tags(props.tags)
+        if record is not None and props.enabled:
+            yield view_of(props, record)
+
+
+def get_tenant(vault: SecretStore, prefix: str, tenant: str) -> TenantView:
+    latest = vault.get(secret_name(prefix, tenant))
+    record = TenantRecord.from_tags(latest.tags) if latest else None
+    if latest is None or record is None:
+        raise TenantNotFound(f"tenant {tenant} is not provisioned", field="tenant")
+    return view_of(latest, record)

@@ -1,0 +1,125 @@
+"""What each trigger asks of the service, as plain functions over ``Services``.
+
+The blueprints parse input, call one of these, and shape output; the operator
+CLI calls the same ones, so a function run and a CLI run cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from clients.interfaces import Alert, RotationRequest, Severity
+from core.errors import BadRequest, TenantNotFound
+from core.record import TenantRecord, secret_name
+from rotation.engine import Outcome
+from rotation.events import EXPIRED, HANDLED, NEAR_EXPIRY, KeyVaultEvent
+from rotation.scanner import ScanReport, scan
+
+if TYPE_CHECKING:
+    from clients.factory import Services
+
+log = logging.getLogger("rotation.operations")
+
+
+def scan_and_queue(services: Services) -> ScanReport:
+    """The nightly run: list Key Vault once, queue one message per tenant that needs a run."""
+    deps = services.deps
+    report = scan(
+        deps.vault.list_properties(),
+        deps.clock.now(),
+        stuck_after=timedelta(hours=services.settings.stuck_after_hours),
+    )
+    for item in report.items:
+        services.queue.send(RotationRequest(item.tenant, item.reason, item.version))
+    log.info(report.summary(), extra={"step": "scan", "queued": len(report.items)})
+    return report
+
+
+@dataclass(frozen=True)
+class EventDecision:
+    action: str  # queued | ignored
+    why: str
+    tenant: str = ""
+
+
+def handle_key_vault_event(services: Services, event: KeyVaultEvent) -> EventDecision:
+    prefix = services.settings.secret_prefix
+    if event.event_type not in HANDLED:
+        return _ignored(event, f"event type {event.event_type} is not acted on")
+    if not event.secret_name.lower().startswith(prefix.lower()):
+        return _ignored(event, "secret is not one of ours (name prefix)")
+    latest = services.deps.vault.get(event.secret_name)
+    record = TenantRecord.from_tags(latest.tags) if latest else None
+    if latest is None or record is None:
+        return _ignored(event, "secret is not a tenant record of ours")
+    if event.version and event.version.lower() != latest.version.lower():
+        return _ignored(event, f"event version {event.version} is no longer the latest ({latest.version})")
+    if event.event_type == EXPIRED:
+        services.deps.notifier.notify(
+            Alert(
+                kind="secret-expired",
+                tenant=record.tenant,
+                severity=Severity.CRITICAL,
+                summary=f"The client secret of {record.tenant} (key {record.key_id}) has expired: "
+                "Nylas can no longer sign users in",
+                action="A rotation is queued now. If it does not settle within the hour, follow "
+                "docs/runbook.md#secret-expired.",
+                details={"client_id": record.client_id, "key_vault_secret": latest.name, "version": latest.version},
+            )
+        )
+    reason = "expired-event" if event.event_type == EXPIRED else "near-expiry-event"
+    services.queue.send(RotationRequest(record.tenant, reason, latest.version))
+    log.info("key vault event queued a rotation", extra={"tenant": record.tenant, "step": "event", "reason": reason})
+    return EventDecision("queued", reason, record.tenant)
+
+
+def _ignored(event: KeyVaultEvent, why: str) -> EventDecision:
+    log.info("key vault event ignored: %s", why, extra={"secret": event.secret_name, "step": "event"})
+    return EventDecision("ignored", why)
+
+
+def parse_rotation_message(body: str) -> RotationRequest:
+    try:
+        data = json.loads(body)
+        request = RotationRequest(
+            tenant=str(data["tenant"]),
+            reason=str(data.get("reason", "")),
+            version=str(data.get("version", "")),
+            force=bool(data.get("force", False)),
+        )
+    except (ValueError, KeyError, TypeError):
+        raise BadRequest("rotation message is not the JSON this service writes", field="body") from None
+    return request
+
+
+def rotate_from_message(services: Services, request: RotationRequest) -> Outcome:
+    # Every request carries the version its sender saw: once a rotation has written a newer
+    # one, a duplicate, late or out-of-order request is stale and changes nothing.
+    return services.engine.rotate(
+        request.tenant, force=request.force, seen_version=request.version, reason=request.reason
+    )
+
+
+def queue_rotation(services: Services, tenant: str) -> RotationRequest:
+    latest = services.deps.vault.get(secret_name(services.settings.secret_prefix, tenant))
+    if latest is None or TenantRecord.from_tags(latest.tags) is None:
+        raise TenantNotFound(f"tenant {tenant} is not provisioned", field="tenant")
+    request = RotationRequest(tenant, "on-demand", latest.version, force=True)
+    services.queue.send(request)
+    return request
+
+
+__all__ = [
+    "EXPIRED",
+    "NEAR_EXPIRY",
+    "EventDecision",
+    "handle_key_vault_event",
+    "parse_rotation_message",
+    "queue_rotation",
+    "rotate_from_message",
+    "scan_and_queue",
+]

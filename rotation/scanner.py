@@ -1,0 +1,71 @@
+"""The nightly scan: which tenants need a rotation run, from Key Vault properties alone.
+
+One paged listing (25 per call, Key Vault's maximum), no GET per secret: the
+latest version's tags and expiry are in the listing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from clients.interfaces import SecretVersion
+from core.clock import to_utc
+from core.record import RotationState, TenantRecord
+from rotation.engine import is_due
+
+
+@dataclass(frozen=True)
+class ScanItem:
+    tenant: str
+    reason: str  # due | stuck | awaiting-confirmation
+    version: str
+    expires_on: datetime | None
+    state: str
+
+
+@dataclass
+class ScanReport:
+    seen: int = 0  # secrets listed
+    tenants: int = 0  # of them, tenant records of ours
+    healthy: int = 0
+    items: list[ScanItem] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+
+    def count(self, reason: str) -> int:
+        return sum(1 for item in self.items if item.reason == reason)
+
+    def summary(self) -> str:
+        return (
+            f"scan: {self.seen} secrets, {self.tenants} tenants, {self.healthy} healthy, "
+            f"{self.count('due')} due, {self.count('stuck')} stuck, "
+            f"{self.count('awaiting-confirmation')} awaiting confirmation, {len(self.expired)} expired"
+        )
+
+
+def scan(secrets: Iterable[SecretVersion], now: datetime, *, stuck_after: timedelta) -> ScanReport:
+    report = ScanReport()
+    for props in secrets:
+        report.seen += 1
+        record = TenantRecord.from_tags(props.tags)
+        if record is None or not props.enabled:
+            continue
+        report.tenants += 1
+        if props.expires_on and to_utc(props.expires_on) <= now:
+            report.expired.append(record.tenant)
+        since = to_utc(props.updated_on) if props.updated_on else now
+        if record.state is RotationState.AWAITING_CONFIRMATION:
+            reason = "awaiting-confirmation"  # queued every night: it reminds, then escalates
+        elif not record.state.settled:
+            if now - since < stuck_after:
+                report.healthy += 1  # a run is probably still at it
+                continue
+            reason = "stuck"
+        elif is_due(record, props.expires_on, now):
+            reason = "due"
+        else:
+            report.healthy += 1
+            continue
+        report.items.append(ScanItem(record.tenant, reason, props.version, props.expires_on, record.state.value))
+    return report
