@@ -63,7 +63,7 @@ class KeyVaultStore:
                 name, value, tags=tags, expires_on=expires_on, content_type=content_type, enabled=True
             )
         )
-        return _version(secret.properties, None)
+        return _version(secret.properties, value)
 
     def update_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
         _call(lambda: self.client.update_secret_properties(name, version, tags=tags))

@@ -8,7 +8,7 @@ from typing import Any
 from ._http import HttpError, Request, Response, Service, empty, json_response
 from .world import World, iso
 
-_FAULT_KEYS = {"route", "status", "retry_after", "times", "latency", "drop", "phase", "error_code", "kill_pid"}
+_FAULT_KEYS = {"route", "status", "retry_after", "times", "latency", "drop", "phase", "error_code", "kill_pid", "skip"}
 
 
 def _body(req: Request) -> dict[str, Any]:

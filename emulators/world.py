@@ -92,6 +92,7 @@ class Fault:
     phase: str = "before"
     error_code: str | None = None
     kill_pid: int | None = None
+    skip: int = 0  # let this many matching requests through untouched first (fault the Nth call)
 
     def matches(self, route_id: str) -> bool:
         if self.route == "*":
@@ -110,6 +111,7 @@ class Fault:
             "phase": self.phase,
             "error_code": self.error_code,
             "kill_pid": self.kill_pid,
+            "skip": self.skip,
         }
 
 
@@ -132,14 +134,17 @@ class Faults:
         phase: str = "before",
         error_code: str | None = None,
         kill_pid: int | None = None,
+        skip: int = 0,
     ) -> None:
+        if skip < 0:
+            raise ValueError("skip must not be negative")
         if phase not in {"before", "after"}:
             raise ValueError("phase must be 'before' or 'after'")
         if times < 1:
             raise ValueError("times must be at least 1")
         if status is not None and not 100 <= status <= 599:
             raise ValueError("status must be an HTTP status code")
-        fault = Fault(route, status, retry_after, times, latency, drop, phase, error_code, kill_pid)
+        fault = Fault(route, status, retry_after, times, latency, drop, phase, error_code, kill_pid, skip)
         with self._lock:
             self._faults.append(fault)
 
@@ -151,6 +156,9 @@ class Faults:
         with self._lock:
             for fault in self._faults:
                 if fault.matches(route_id):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        return None
                     fault.times -= 1
                     if fault.times <= 0:
                         self._faults.remove(fault)
@@ -595,6 +603,8 @@ class NylasState:
             return [(h.time, h.client_id, h.hint) for h in app.history] if app else []
 
     def record(self, app: NylasApp, client_id: str, client_secret: str) -> None:
+        """Nylas now holds this client id and secret (an API PATCH, or a person in the dashboard)."""
+        app.settings = {**(app.settings or {}), "client_id": client_id}
         app.client_secret = client_secret
         app.history.append(NylasHistoryEntry(self._world.clock.now(), client_id, client_secret[:3], client_secret))
 

@@ -175,7 +175,8 @@ class RotationEngine:
             return self._finish(tenant, latest, record)
 
         # pending: test, then set.
-        assert latest.value is not None
+        if not latest.value:
+            raise DependencyRejected("key-vault", f"the latest version of {latest.name} has no value")
         if not self._verify(record, latest.value):
             return self._roll_back(tenant, latest, record, "Entra never accepted the new secret within the budget")
         try:

@@ -1,0 +1,179 @@
+"""The rotation state machine against the emulators and Azurite: create, test, set, finish."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from core.errors import NothingToConfirm
+from core.record import RotationState
+from rotation.engine import Result
+from tests.invariants import (
+    TARGETS,
+    add_foreign_credential,
+    check_settled,
+    credentials,
+    mark_baseline,
+    nylas_holds_working_secret,
+    operator_pastes,
+    provision,
+    record,
+    settle,
+)
+
+INTO_WINDOW_DAYS = 710  # a 730-day secret with a 30-day window is due after day 700
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_due_rotation_replaces_the_secret_everywhere_and_revokes_the_old_one_last(svc, emulators, target):
+    tenant = provision(svc, emulators, "due", target)
+    _, before = record(svc, tenant)
+    emulators.world.clock.advance(days=INTO_WINDOW_DAYS)
+
+    outcomes = settle(svc, emulators, tenant)
+
+    _, after = record(svc, tenant)
+    assert after.key_id != before.key_id and after.state is RotationState.CURRENT
+    assert [p.key_id for p in credentials(emulators, tenant)[0]] == [after.key_id]
+    assert outcomes[-1].result is Result.ROTATED
+    assert check_settled(svc, emulators, tenant) == []
+
+
+def test_a_tenant_that_is_not_due_is_left_alone_without_a_write(svc, emulators):
+    tenant = provision(svc, emulators, "fresh", "v3-connector")
+    emulators.world.reset_calls()
+
+    outcome = svc.engine.rotate(tenant.name)
+
+    assert outcome.result is Result.NOT_DUE
+    writes = [r for r in emulators.world.calls if r.split(".")[1].startswith(("set", "update", "add", "remove"))]
+    assert writes == [] and not any("patch" in r for r in emulators.world.calls)
+
+
+def test_manual_target_parks_reminds_escalates_and_finishes_on_confirm(svc, emulators, alerts):
+    tenant = provision(svc, emulators, "hand", "manual")
+    alerts.alerts.clear()
+    emulators.world.clock.advance(days=INTO_WINDOW_DAYS)
+
+    first = svc.engine.rotate(tenant.name)
+    assert first.result is Result.AWAITING_CONFIRMATION
+    assert alerts.kinds() == ["manual-action"]
+    assert len(credentials(emulators, tenant)[0]) == 2  # the old one stays live until confirmed
+    assert nylas_holds_working_secret(emulators, tenant)
+
+    svc.engine.rotate(tenant.name)  # next night: a reminder
+    emulators.world.clock.advance(days=15)  # the old secret now has 5 days left
+    svc.engine.rotate(tenant.name)
+    assert alerts.kinds() == ["manual-action", "manual-reminder", "manual-escalation"]
+    assert all("Key Vault secret" in a.action and "confirm" in a.action for a in alerts.alerts)
+
+    operator_pastes(svc, emulators, tenant)
+    done = svc.engine.confirm(tenant.name)
+    assert done.result is Result.ROTATED
+    assert check_settled(svc, emulators, tenant) == []
+
+
+def test_confirm_without_a_pending_manual_rotation_is_a_conflict(svc, emulators):
+    tenant = provision(svc, emulators, "calm", "manual")
+    with pytest.raises(NothingToConfirm):
+        svc.engine.confirm(tenant.name)
+
+
+def test_nylas_refusing_the_new_secret_rolls_back_to_the_previous_one(svc, emulators, alerts):
+    tenant = provision(svc, emulators, "refused", "v3-connector")
+    _, before = record(svc, tenant)
+    emulators.world.clock.advance(days=INTO_WINDOW_DAYS)
+    emulators.world.faults.inject("nylas.v3_patch_connector", status=401, times=10)
+
+    outcome = svc.engine.rotate(tenant.name)
+
+    assert outcome.result is Result.ROLLED_BACK
+    latest, after = record(svc, tenant)
+    assert after.state is RotationState.RESTORED and after.key_id == before.key_id
+    assert [p.key_id for p in credentials(emulators, tenant)[0]] == [before.key_id]
+    assert nylas_holds_working_secret(emulators, tenant)
+    assert emulators.world.nylas.current(tenant.nylas_app_id)[1] == latest.value
+    assert alerts.kinds()[-1] == "rotation-failed"
+    emulators.world.faults.clear()
+    assert settle(svc, emulators, tenant)[-1].result is Result.ROTATED  # the next night tries again
+    assert check_settled(svc, emulators, tenant) == []
+
+
+def test_a_secret_entra_never_accepts_is_rolled_back_after_the_budget(svc, emulators, alerts):
+    tenant = provision(svc, emulators, "slow", "v2-integration")
+    _, before = record(svc, tenant)
+    emulators.world.clock.advance(days=INTO_WINDOW_DAYS)
+    emulators.world.entra.propagation_delay = 10_000.0  # far past VERIFY_BUDGET_SECONDS
+
+    outcome = svc.engine.rotate(tenant.name)
+
+    assert outcome.result is Result.ROLLED_BACK
+    assert "verification-failed" in alerts.kinds() and "rotation-failed" in alerts.kinds()
+    assert record(svc, tenant)[1].key_id == before.key_id
+    assert nylas_holds_working_secret(emulators, tenant)
+
+
+def test_foreign_credentials_survive_three_rotations(svc, emulators):
+    tenant = provision(svc, emulators, "shared", "v3-connector")
+    add_foreign_credential(emulators, tenant, "ops break-glass")
+    add_foreign_credential(emulators, tenant, "legacy integration")
+
+    for _ in range(3):
+        emulators.world.clock.advance(days=INTO_WINDOW_DAYS)
+        mark_baseline(svc, tenant)
+        assert settle(svc, emulators, tenant)[-1].result is Result.ROTATED
+        assert check_settled(svc, emulators, tenant) == []
+
+    ours, theirs = credentials(emulators, tenant)
+    assert {p.key_id for p in theirs} == tenant.foreign and len(ours) == 1
+    assert check_settled(svc, emulators, tenant) == []
+
+
+def test_ten_concurrent_rotations_of_one_tenant_make_exactly_one_new_credential(svc, emulators):
+    tenant = provision(svc, emulators, "race", "v3-connector")
+    latest, _ = record(svc, tenant)
+    emulators.world.reset_calls()
+    results = []
+    start = threading.Barrier(10)
+
+    def one() -> None:
+        start.wait()
+        results.append(svc.engine.rotate(tenant.name, force=True, seen_version=latest.version).result)
+
+    threads = [threading.Thread(target=one) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert emulators.world.calls["graph.add_password"] == 1
+    assert results.count(Result.ROTATED) == 1
+    assert set(results) <= {Result.ROTATED, Result.BUSY, Result.STALE_EVENT}
+    assert check_settled(svc, emulators, tenant) == []
+
+
+def test_a_credential_orphaned_by_a_lost_answer_is_removed_by_the_next_run(svc, emulators):
+    tenant = provision(svc, emulators, "orphan", "v3-connector")
+    emulators.world.clock.advance(days=INTO_WINDOW_DAYS)
+    # addPassword takes effect but its answer never arrives: the secret text is lost to us.
+    emulators.world.faults.inject("graph.add_password", drop=True, phase="after", times=1)
+    emulators.world.faults.inject("graph.add_password", status=503, times=20)
+
+    with pytest.raises(Exception):
+        svc.engine.rotate(tenant.name)
+    assert len(credentials(emulators, tenant)[0]) == 2  # the orphan and the live one
+
+    emulators.world.faults.clear()
+    settle(svc, emulators, tenant)
+    assert check_settled(svc, emulators, tenant) == []
+
+
+def test_nylas_v2_rate_limit_is_waited_out_from_x_ratelimit_reset(svc, emulators):
+    tenant = provision(svc, emulators, "limited", "v2-integration")
+    emulators.world.clock.advance(days=INTO_WINDOW_DAYS)
+    emulators.world.faults.inject("nylas.v2_patch_integration", status=429, retry_after=7, times=1)
+    before = emulators.world.clock.now()
+
+    assert svc.engine.rotate(tenant.name).result is Result.ROTATED
+    assert (emulators.world.clock.now() - before).total_seconds() >= 7
