@@ -85,7 +85,7 @@ def check_anytime(svc: Services, emulators: Emulators, tenant: Tenant) -> list[s
     broken = []
     if not nylas_holds_working_secret(emulators, tenant):
         broken.append("1: Nylas holds a secret Entra rejects")
-    latest, rec = record(svc, tenant)
+    _, rec = record(svc, tenant)
     ours, theirs = credentials(emulators, tenant)
     recorded = {rec.key_id, rec.previous_key_id} - {""}
     unrecorded = [p.key_id for p in ours if p.key_id not in recorded]

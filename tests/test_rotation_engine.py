@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from core.errors import NothingToConfirm
+from core.errors import DependencyUnavailable, NothingToConfirm
 from core.record import RotationState
 from rotation.engine import Result
 from tests.invariants import (
@@ -160,7 +160,7 @@ def test_a_credential_orphaned_by_a_lost_answer_is_removed_by_the_next_run(svc, 
     emulators.world.faults.inject("graph.add_password", drop=True, phase="after", times=1)
     emulators.world.faults.inject("graph.add_password", status=503, times=20)
 
-    with pytest.raises(Exception):
+    with pytest.raises(DependencyUnavailable):
         svc.engine.rotate(tenant.name)
     assert len(credentials(emulators, tenant)[0]) == 2  # the orphan and the live one
 

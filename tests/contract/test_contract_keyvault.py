@@ -197,6 +197,7 @@ def test_throttled_error_body_has_key_vault_format(emulators):
 
 def test_other_identities_are_forbidden(emulators):
     from azure.keyvault.secrets import SecretClient
+
     from tests.contract.contract_support import credential
 
     app = emulators.world.graph.add_foreign_app("stranger")
