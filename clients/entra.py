@@ -29,7 +29,10 @@ class EntraVerifier:
         ca_bundle: str = "",
         timeout: float = 30.0,
         instance_discovery: bool = True,
+        max_retries: int = 3,
+        retry_base_seconds: float = 1.0,
     ) -> None:
+        self._retry = {"retry_total": max_retries, "retry_backoff_factor": retry_base_seconds}
         self.tenant_id = tenant_id
         self._instance_discovery = instance_discovery
         self._authority = authority_host
@@ -37,7 +40,7 @@ class EntraVerifier:
         self._timeout = timeout
 
     def verify(self, client_id: str, client_secret: str) -> VerifyResult:
-        options: dict[str, object] = {"authority": self._authority, "connection_timeout": self._timeout}
+        options: dict[str, object] = {"authority": self._authority, "connection_timeout": self._timeout, **self._retry}
         if not self._instance_discovery:
             options["disable_instance_discovery"] = True
         if self._ca_bundle:
@@ -49,12 +52,15 @@ class EntraVerifier:
             return VerifyResult(VerifyOutcome.ACCEPTED)
         except ClientAuthenticationError as exc:
             # The message holds Entra's error_description (codes, trace ids), never the secret we sent.
-            text = str(exc)
-            found = _AADSTS.search(text)
-            code = found.group(0) if found else "unknown"
-            if found is None and ("connection" in text.lower() or "timed out" in text.lower()):
-                raise DependencyUnavailable(DEPENDENCY, "token endpoint unreachable") from None
-            return VerifyResult(_OUTCOMES.get(code, VerifyOutcome.REJECTED), code)
+            found = _AADSTS.search(str(exc))
+            code = found.group(0) if found else ""
+            if code not in _OUTCOMES:
+                # No verdict on this secret (a 5xx, a 429, throttling, a dropped connection): Entra
+                # said nothing about it. Counting that as a rejection would roll back a good rotation.
+                raise DependencyUnavailable(
+                    DEPENDENCY, f"token endpoint gave no verdict on the secret ({code or 'unavailable'})"
+                ) from None
+            return VerifyResult(_OUTCOMES[code], code)
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise DependencyUnavailable(DEPENDENCY, f"network error: {exc.__class__.__name__}") from None
         finally:

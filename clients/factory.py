@@ -38,7 +38,11 @@ class Services:
 
 def service_credential(settings: Settings) -> TokenCredential:
     """The service's own identity: a managed identity in Azure, an app secret only for local emulators."""
-    options: dict[str, object] = {"authority": settings.authority_host}
+    options: dict[str, object] = {
+        "authority": settings.authority_host,
+        "retry_total": settings.http_max_retries,
+        "retry_backoff_factor": settings.http_retry_base_seconds,
+    }
     if not settings.known_authority:
         options["disable_instance_discovery"] = True
     if settings.ca_bundle:
@@ -68,14 +72,17 @@ def build_services(
     credential = credential or service_credential(settings)
     sleep = sleep or real_sleep
     timeout = float(settings.http_timeout_seconds)
-    graph = GraphClient(credential, base_url=settings.graph_base_url, ca_bundle=settings.ca_bundle, timeout=timeout)
+    retries = {"max_retries": settings.http_max_retries, "retry_base_seconds": settings.http_retry_base_seconds}
+    graph = GraphClient(
+        credential, base_url=settings.graph_base_url, ca_bundle=settings.ca_bundle, timeout=timeout, **retries
+    )
     vault = KeyVaultStore(
         settings.key_vault_url,
         credential,
         ca_bundle=settings.ca_bundle,
         verify_challenge_resource=settings.verify_challenge_resource,
         timeout=timeout,
-        max_retries=settings.http_max_retries,
+        **retries,
     )
     if notifier is None:
         notifier = (
@@ -92,6 +99,7 @@ def build_services(
             ca_bundle=settings.ca_bundle,
             timeout=timeout,
             instance_discovery=settings.known_authority,
+            **retries,
         ),
         nylas=NylasGatewayHttp(
             v3_api=settings.nylas_v3_api,

@@ -23,6 +23,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ClientAuthenticationError
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
+from kiota_http.middleware.options import RetryHandlerOption
 from msgraph.generated.applications.item.add_password.add_password_post_request_body import (
     AddPasswordPostRequestBody,
 )
@@ -59,8 +60,12 @@ class GraphClient:
         base_url: str = "https://graph.microsoft.com/v1.0",
         ca_bundle: str = "",
         timeout: float = 30.0,
+        max_retries: int = 3,
+        retry_base_seconds: float = 1.0,
     ) -> None:
         self._credential = credential
+        # msgraph's own retry handler retries 429/503/504 and honours Retry-After; we only size it.
+        self._retry = RetryHandlerOption(delay=retry_base_seconds, max_retries=max_retries)
         self._base_url = base_url.rstrip("/")
         self._ca_bundle = ca_bundle
         self._timeout = timeout
@@ -82,7 +87,8 @@ class GraphClient:
             host = httpx.URL(self._base_url).host
             auth = AzureIdentityAuthenticationProvider(self._credential, scopes=[GRAPH_SCOPE], allowed_hosts=[host])
             http = GraphClientFactory.create_with_default_middleware(
-                client=httpx.AsyncClient(verify=verify, timeout=self._timeout)
+                client=httpx.AsyncClient(verify=verify, timeout=self._timeout),
+                options={RetryHandlerOption.get_key(): self._retry},
             )
             adapter = GraphRequestAdapter(auth, client=http)
             adapter.base_url = self._base_url

@@ -34,11 +34,12 @@ class KeyVaultStore:
         verify_challenge_resource: bool = True,
         timeout: float = 30.0,
         max_retries: int = 3,
+        retry_base_seconds: float = 1.0,
     ) -> None:
         options: dict[str, object] = {
             "verify_challenge_resource": verify_challenge_resource,
             "retry_total": max_retries,
-            "retry_backoff_factor": 0.5,
+            "retry_backoff_factor": retry_base_seconds,
             "connection_timeout": timeout,
             "read_timeout": timeout,
         }

@@ -55,6 +55,7 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "NYLAS_V2_API_EU": ("https://beta.eu.nylas.com", "Nylas v2 Integrations API, EU region"),
     "HTTP_TIMEOUT_SECONDS": ("30", "Timeout of one outside call"),
     "HTTP_MAX_RETRIES": ("3", "Retries of one outside call on 429/5xx/network errors"),
+    "HTTP_RETRY_BASE_SECONDS": ("1", "Base delay of those retries (exponential backoff; Retry-After wins when sent)"),
     "STORAGE_CONNECTION": (
         "AzureWebJobsStorage",
         "Prefix of the storage connection settings (same as the Functions host)",
@@ -76,6 +77,16 @@ def _bool(name: str, raw: str) -> bool:
     if lowered in {"0", "false", "no"}:
         return False
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _float(name: str, raw: str, low: float, high: float) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+    return value
 
 
 def _int(name: str, raw: str, low: int, high: int) -> int:
@@ -143,6 +154,7 @@ class Settings:
     )
     http_timeout_seconds: int = 30
     http_max_retries: int = 3
+    http_retry_base_seconds: float = 1.0
     storage: StorageSettings = field(default_factory=StorageSettings)
 
     @classmethod
@@ -193,6 +205,7 @@ class Settings:
             nylas_v2_api={"us": get("NYLAS_V2_API_US").rstrip("/"), "eu": get("NYLAS_V2_API_EU").rstrip("/")},
             http_timeout_seconds=_int("HTTP_TIMEOUT_SECONDS", get("HTTP_TIMEOUT_SECONDS"), 1, 600),
             http_max_retries=_int("HTTP_MAX_RETRIES", get("HTTP_MAX_RETRIES"), 0, 10),
+            http_retry_base_seconds=_float("HTTP_RETRY_BASE_SECONDS", get("HTTP_RETRY_BASE_SECONDS"), 0.0, 30.0),
             storage=StorageSettings.from_env(get("STORAGE_CONNECTION"), env),
         )
 

@@ -53,6 +53,8 @@ def local_env(emulators: Emulators, storage_connection: str, **overrides: str) -
         "LEASE_SECONDS": "15",
         "VERIFY_BUDGET_SECONDS": "120",
         "HTTP_MAX_RETRIES": "2",
+        # Retries still happen (and Retry-After is still honoured); only the base backoff is short.
+        "HTTP_RETRY_BASE_SECONDS": "0.05",
     }
     env.update(overrides)
     return env

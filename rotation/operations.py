@@ -26,16 +26,19 @@ log = logging.getLogger("rotation.operations")
 
 
 def scan_and_queue(services: Services) -> ScanReport:
-    """The nightly run: list Key Vault once, queue one message per tenant that needs a run."""
+    """The nightly run: list Key Vault once, queue one message per tenant that needs a run, and log
+    one summary line. A failure part-way raises (the timer's retry policy runs the scan again); the
+    messages already sent are then sent twice, which the engine's own due check makes harmless."""
     deps = services.deps
     report = scan(
         deps.vault.list_properties(),
         deps.clock.now(),
         stuck_after=timedelta(hours=services.settings.stuck_after_hours),
+        prefix=services.settings.secret_prefix,
     )
     for item in report.items:
         services.queue.send(RotationRequest(item.tenant, item.reason, item.version))
-    log.info(report.summary(), extra={"step": "scan", "queued": len(report.items)})
+    log.info(report.summary(), extra={"step": "scan", **report.counts()})
     return report
 
 
@@ -56,6 +59,8 @@ def handle_key_vault_event(services: Services, event: KeyVaultEvent) -> EventDec
     record = TenantRecord.from_tags(latest.tags) if latest else None
     if latest is None or record is None:
         return _ignored(event, "secret is not a tenant record of ours")
+    if latest.name.lower() != secret_name(prefix, record.tenant).lower():
+        return _ignored(event, "secret carries a tenant record but is not that tenant's secret")
     if event.version and event.version.lower() != latest.version.lower():
         return _ignored(event, f"event version {event.version} is no longer the latest ({latest.version})")
     if event.event_type == EXPIRED:

@@ -1,7 +1,10 @@
 """The nightly scan: which tenants need a rotation run, from Key Vault properties alone.
 
 One paged listing (25 per call, Key Vault's maximum), no GET per secret: the
-latest version's tags and expiry are in the listing.
+latest version's tags and expiry are in the listing. Key Vault's listing names no
+version (ids are ``/secrets/{name}``), so ``ScanItem.version`` is empty for a real
+vault; the engine re-checks whether the tenant is due under its lease, which is
+what makes a duplicate request harmless.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from datetime import datetime, timedelta
 
 from clients.interfaces import SecretVersion
 from core.clock import to_utc
-from core.record import RotationState, TenantRecord
+from core.record import RotationState, TenantRecord, secret_name
 from rotation.engine import is_due
 
 
@@ -36,21 +39,42 @@ class ScanReport:
     def count(self, reason: str) -> int:
         return sum(1 for item in self.items if item.reason == reason)
 
+    def counts(self) -> dict[str, int]:
+        return {
+            "seen": self.seen,
+            "tenants": self.tenants,
+            "healthy": self.healthy,
+            "due": self.count("due"),
+            "stuck": self.count("stuck"),
+            "awaiting_confirmation": self.count("awaiting-confirmation"),
+            "expired": len(self.expired),
+            "queued": len(self.items),
+        }
+
     def summary(self) -> str:
         return (
             f"scan: {self.seen} secrets, {self.tenants} tenants, {self.healthy} healthy, "
             f"{self.count('due')} due, {self.count('stuck')} stuck, "
-            f"{self.count('awaiting-confirmation')} awaiting confirmation, {len(self.expired)} expired"
+            f"{self.count('awaiting-confirmation')} awaiting confirmation, {len(self.expired)} expired, "
+            f"{len(self.items)} queued"
         )
 
 
-def scan(secrets: Iterable[SecretVersion], now: datetime, *, stuck_after: timedelta) -> ScanReport:
+def scan(
+    secrets: Iterable[SecretVersion], now: datetime, *, stuck_after: timedelta, prefix: str | None = None
+) -> ScanReport:
+    """Which tenants need a run. With ``prefix``, a secret counts only when its name is the tenant's
+    own secret name (a copy of our tags under another name is not a tenant); a tenant is reported once."""
     report = ScanReport()
+    seen_tenants: set[str] = set()
     for props in secrets:
         report.seen += 1
         record = TenantRecord.from_tags(props.tags)
-        if record is None or not props.enabled:
+        if record is None or not props.enabled or record.tenant in seen_tenants:
             continue
+        if prefix is not None and props.name.lower() != secret_name(prefix, record.tenant).lower():
+            continue
+        seen_tenants.add(record.tenant)
         report.tenants += 1
         if props.expires_on and to_utc(props.expires_on) <= now:
             report.expired.append(record.tenant)

@@ -83,3 +83,11 @@ def _no_secret_in_logs_or_alerts(request: pytest.FixtureRequest, caplog: pytest.
         texts += [repr(a) + str(a.details) for a in alerts.alerts]
     leaked = [s[:3] + "…" for s in secrets if any(s in t for t in texts)]
     assert not leaked, f"secret values (hints shown) leaked into logs or alerts: {leaked}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the size of the fault matrix, as the rotation issue asks, whenever it ran."""
+    from tests import test_rotation_fault_matrix as matrix
+
+    if matrix.RESULTS:
+        terminalreporter.write_line(matrix.summary())

@@ -169,6 +169,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       NYLAS_V2_API_EU: 'https://beta.eu.nylas.com'
       HTTP_TIMEOUT_SECONDS: '30'
       HTTP_MAX_RETRIES: '3'
+      HTTP_RETRY_BASE_SECONDS: '1'
       // Prefix of the storage settings the code reads: the host's AzureWebJobsStorage__*.
       STORAGE_CONNECTION: 'AzureWebJobsStorage'
     }
