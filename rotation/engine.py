@@ -131,10 +131,12 @@ class RotationEngine:
     def confirm(self, tenant: str) -> Outcome:
         """An operator says the manual Nylas target now holds the new secret."""
         with self.deps.leases.hold(tenant):
-            _, record = self._load(tenant)
-            if record.state is not RotationState.AWAITING_CONFIRMATION:
-                raise NothingToConfirm(f"tenant {tenant} has no rotation awaiting confirmation (state {record.state})")
-            return self._advance(tenant, force=False, seen_version="", confirm=True)
+            loaded = self._load(tenant)
+            if loaded[1].state is not RotationState.AWAITING_CONFIRMATION:
+                raise NothingToConfirm(
+                    f"tenant {tenant} has no rotation awaiting confirmation (state {loaded[1].state})"
+                )
+            return self._advance(tenant, force=False, seen_version="", confirm=True, loaded=loaded)
 
     def advance_from_record(self, tenant: str) -> Outcome:
         """Provisioning hands over here, already holding the lease, once the first version is stored."""
@@ -149,8 +151,16 @@ class RotationEngine:
             raise TenantNotFound(f"tenant {tenant} is not provisioned (no Key Vault record)", field="tenant")
         return latest, record
 
-    def _advance(self, tenant: str, *, force: bool, seen_version: str, confirm: bool) -> Outcome:
-        latest, record = self._load(tenant)
+    def _advance(
+        self,
+        tenant: str,
+        *,
+        force: bool,
+        seen_version: str,
+        confirm: bool,
+        loaded: tuple[SecretVersion, TenantRecord] | None = None,
+    ) -> Outcome:
+        latest, record = loaded or self._load(tenant)
         if seen_version and seen_version != latest.version and record.state.settled:
             # An event about a version that is no longer the latest: someone already rotated.
             return Outcome(tenant, Result.STALE_EVENT, record.key_id, message="event version is no longer latest")
