@@ -72,9 +72,15 @@ def build_services(
     credential = credential or service_credential(settings)
     sleep = sleep or real_sleep
     timeout = float(settings.http_timeout_seconds)
-    retries = {"max_retries": settings.http_max_retries, "retry_base_seconds": settings.http_retry_base_seconds}
+    retries = settings.http_max_retries
+    backoff = settings.http_retry_base_seconds
     graph = GraphClient(
-        credential, base_url=settings.graph_base_url, ca_bundle=settings.ca_bundle, timeout=timeout, **retries
+        credential,
+        base_url=settings.graph_base_url,
+        ca_bundle=settings.ca_bundle,
+        timeout=timeout,
+        max_retries=retries,
+        retry_base_seconds=backoff,
     )
     vault = KeyVaultStore(
         settings.key_vault_url,
@@ -82,7 +88,8 @@ def build_services(
         ca_bundle=settings.ca_bundle,
         verify_challenge_resource=settings.verify_challenge_resource,
         timeout=timeout,
-        **retries,
+        max_retries=retries,
+        retry_base_seconds=backoff,
     )
     if notifier is None:
         notifier = (
@@ -99,7 +106,8 @@ def build_services(
             ca_bundle=settings.ca_bundle,
             timeout=timeout,
             instance_discovery=settings.known_authority,
-            **retries,
+            max_retries=retries,
+            retry_base_seconds=backoff,
         ),
         nylas=NylasGatewayHttp(
             v3_api=settings.nylas_v3_api,

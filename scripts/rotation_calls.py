@@ -11,9 +11,9 @@ from collections import Counter
 
 from clients.factory import use_services
 from devenv.azurite import start_azurite
+from devenv.scenario import operator_pastes, provision
 from devenv.wiring import RecordingNotifier, local_env, local_services
 from emulators import Emulators
-from tests.invariants import operator_pastes, provision
 
 TARGETS = ("v3-connector", "v2-integration", "manual")
 
@@ -46,7 +46,7 @@ def main() -> int:
         use_services(svc)
         results = {t: clean_rotation_calls(emulators, svc, t) for t in TARGETS}
         routes = sorted(set().union(*results.values()))
-        rows = [("dependency", "route", *TARGETS)]
+        rows: list[tuple[str, ...]] = [("dependency", "route", *TARGETS)]
         for route in routes:
             dependency, name = route.split(".", 1)
             rows.append((dependency, name, *(str(results[t][route]) for t in TARGETS)))

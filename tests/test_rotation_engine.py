@@ -8,8 +8,7 @@ import pytest
 
 from core.errors import DependencyUnavailable, NothingToConfirm
 from core.record import RotationState
-from rotation.engine import Result
-from tests.invariants import (
+from devenv.scenario import (
     TARGETS,
     add_foreign_credential,
     check_settled,
@@ -21,6 +20,7 @@ from tests.invariants import (
     record,
     settle,
 )
+from rotation.engine import Result
 
 INTO_WINDOW_DAYS = 710  # a 730-day secret with a 30-day window is due after day 700
 

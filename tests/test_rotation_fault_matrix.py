@@ -20,8 +20,7 @@ import pytest
 
 from clients.factory import Services
 from core.errors import ServiceError
-from emulators import Emulators
-from tests.invariants import (
+from devenv.scenario import (
     TARGETS,
     Tenant,
     add_foreign_credential,
@@ -32,6 +31,7 @@ from tests.invariants import (
     record,
     settle,
 )
+from emulators import Emulators
 
 INTO_WINDOW_DAYS = 710
 HTTP_FAULTS = ("500", "503", "429", "drop")

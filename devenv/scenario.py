@@ -1,4 +1,6 @@
-"""The design's five invariants, checked against the emulated world (not against our own view).
+"""Scenarios on the local emulators: tenants provisioned through the real HTTP handler, the
+operator of the manual target, and the design's five invariants, checked against the emulated
+world (not against the service's own view). Shared by the tests, the demo and the simulation.
 
 1. Nylas never holds a secret that Entra rejects.
 2. Every credential of ours is recorded in Key Vault or removed; the latest version works.
@@ -9,14 +11,67 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
+
+import azure.functions as func
 
 from blueprints.http_api import provision_tenant
 from clients.factory import Services
 from core.record import MARKER, NylasTarget, RotationState, TenantRecord, secret_name
 from emulators import Emulators
-from tests.support import http_request, register_nylas, response_json, tenant_body
+
+NYLAS_V3_KEY = "nyk_v3_local_test_key_0001"
+NYLAS_V2_SECRET = "nylas-v2-local-client-secret-0001"
+PROVISION_URL = "https://func.example/api/tenants"
+
+
+def tenant_body(
+    tenant: str = "acme",
+    target: str = "v3-connector",
+    *,
+    auth: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A provisioning request as a client would send it (the Nylas credential inline)."""
+    nylas: dict[str, Any] = {"target": target, "region": "us", "appId": f"nylas-{tenant}"}
+    if target == "v3-connector":
+        nylas["credential"] = NYLAS_V3_KEY + tenant
+    elif target == "v2-integration":
+        nylas["credential"] = NYLAS_V2_SECRET + tenant
+    body: dict[str, Any] = {
+        "tenant": tenant,
+        "displayName": f"{tenant.title()} mail sync",
+        "auth": auth or {"mode": "hosted", "region": "us"},
+        "nylas": nylas,
+    }
+    body.update(extra)
+    return body
+
+
+def register_nylas(emulators: Emulators, body: dict[str, Any]) -> None:
+    """The Nylas application a tenant points at exists before we provision it. For the manual
+    target (the v2 dashboard has no API) a v2 app models what the dashboard holds."""
+    nylas = body["nylas"]
+    world = emulators.world
+    if nylas["target"] == "v3-connector":
+        world.nylas.add_v3_app(nylas["appId"], nylas["credential"], nylas["region"])
+    elif nylas["target"] == "v2-integration":
+        world.nylas.add_v2_app(nylas["appId"], nylas["credential"], nylas["region"])
+    else:
+        world.nylas.add_v2_app(nylas["appId"], "dashboard-only", nylas["region"])
+
+
+def http_request(method: str, url: str, body: Any = None, **route_params: str) -> func.HttpRequest:
+    return func.HttpRequest(
+        method=method,
+        url=url,
+        headers={"Content-Type": "application/json"},
+        params={},
+        route_params=route_params,
+        body=json.dumps(body).encode() if body is not None else b"",
+    )
 
 
 @dataclass
@@ -34,12 +89,10 @@ class Tenant:
 def provision(svc: Services, emulators: Emulators, name: str, target: str, **extra: Any) -> Tenant:
     body = tenant_body(name, target, **extra)
     register_nylas(emulators, body)
-    if target == "manual":
-        # The v2 dashboard has no API; model what it holds as a v2 app the "operator" updates by hand.
-        emulators.world.nylas.add_v2_app(body["nylas"]["appId"], "dashboard-only", body["nylas"]["region"])
-    response = provision_tenant(http_request("POST", "https://func.example/api/tenants", body))
-    assert response.status_code == 201, response.get_body()
-    out = response_json(response)
+    response = provision_tenant(http_request("POST", PROVISION_URL, body))
+    if response.status_code != 201:
+        raise RuntimeError(f"provisioning {name} answered {response.status_code}: {response.get_body()[:500]!r}")
+    out = json.loads(response.get_body())
     tenant = Tenant(name, body, out["appObjectId"], out["clientId"], body["nylas"]["appId"], target)
     if target == "manual":
         operator_pastes(svc, emulators, tenant)
