@@ -260,8 +260,7 @@ def _translate(exc: ODataError) -> Exception:
     if status == 403 and code == "Authorization_RequestDenied":
         return NotOwned(
             "the service's identity does not own this app registration (Application.ReadWrite.OwnedBy); "
-            "an administrator must add it as an owner (docs/deploy.md)",
-            field="existingAppId",
+            "an administrator must add it as an owner (docs/deploy.md)"
         )
     if status == 429 or status >= 500 or code == "Directory_ConcurrencyViolation":
         return DependencyUnavailable(DEPENDENCY, summary, status=status, error_code=code)

@@ -189,7 +189,7 @@ class Settings:
             ca_bundle=get("CA_BUNDLE"),
             secret_prefix=get("SECRET_PREFIX"),
             permission_manifest_path=get("PERMISSION_MANIFEST_PATH"),
-            default_lifetime_days=_int("DEFAULT_SECRET_LIFETIME_DAYS", get("DEFAULT_SECRET_LIFETIME_DAYS"), 1, 3650),
+            default_lifetime_days=_int("DEFAULT_SECRET_LIFETIME_DAYS", get("DEFAULT_SECRET_LIFETIME_DAYS"), 2, 730),
             default_rotate_before_days=_int("DEFAULT_ROTATE_BEFORE_DAYS", get("DEFAULT_ROTATE_BEFORE_DAYS"), 1, 365),
             rotation_schedule=get("ROTATION_SCHEDULE"),
             rotation_queue=get("ROTATION_QUEUE"),

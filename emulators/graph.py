@@ -396,7 +396,7 @@ class GraphService(Service):
         end = _parse_dt(cred_in["endDateTime"], "endDateTime") if cred_in.get("endDateTime") else add_years(start, 2)
         if end <= start:
             raise _bad("Invalid value specified for property 'endDateTime' of resource 'PasswordCredential'.")
-        max_days = self.world.graph.lifetime_policy_max_days
+        max_days = self.world.graph.lifetime_policy_for(app)
         if max_days is not None and end - start > timedelta(days=max_days):
             raise _bad(
                 f"Credential lifetime exceeds the max value allowed as per assigned policy "

@@ -12,6 +12,7 @@ used instead.
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import signal
 import threading
@@ -116,11 +117,43 @@ class Fault:
 
 
 class Faults:
-    """Queued misbehaviours; each matching request consumes one 'time' of the first match."""
+    """Queued misbehaviours; each matching request consumes one 'time' of the first match.
+
+    Beside them, ``chaos`` makes a random share of all requests misbehave (the simulation's
+    "faults on 5 % of outside calls"), reproducibly from a seed.
+    """
+
+    CHAOS_KINDS = ("500", "503", "429", "drop")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
+        self._chaos_rate = 0.0
+        self._chaos_routes = "*"
+        self._chaos_random = random.Random(0)
+        self.chaos_hits = 0
+
+    def chaos(self, rate: float, *, seed: int = 0, routes: str = "*") -> None:
+        """From now on, each matching request fails with probability ``rate`` (0 turns it off):
+        a 500, 503, 429 (Retry-After: 1) or a dropped connection, chosen at random."""
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be between 0 and 1")
+        with self._lock:
+            self._chaos_rate = rate
+            self._chaos_routes = routes
+            self._chaos_random = random.Random(seed)
+
+    def _chaos_fault(self, route_id: str) -> Fault | None:
+        probe = Fault(self._chaos_routes)
+        if self._chaos_rate <= 0 or not probe.matches(route_id):
+            return None
+        if self._chaos_random.random() >= self._chaos_rate:
+            return None
+        self.chaos_hits += 1
+        kind = self._chaos_random.choice(self.CHAOS_KINDS)
+        if kind == "drop":
+            return Fault(route_id, drop=True)
+        return Fault(route_id, status=int(kind), retry_after=1 if kind == "429" else None)
 
     def inject(
         self,
@@ -151,9 +184,14 @@ class Faults:
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._chaos_rate = 0.0
+            self.chaos_hits = 0
 
     def take(self, route_id: str) -> Fault | None:
         with self._lock:
+            chaotic = self._chaos_fault(route_id)
+            if chaotic is not None:
+                return chaotic
             for fault in self._faults:
                 if fault.matches(route_id):
                     if fault.skip > 0:
@@ -282,14 +320,22 @@ class GraphState:
         self.apps: dict[str, GraphApp] = {}
         self.service_principals: dict[str, ServicePrincipal] = {}
         self.lifetime_policy_max_days: int | None = None
+        # App-management policies assigned to single apps (by uniqueName), beside the tenant default.
+        self.app_lifetime_policies: dict[str, int] = {}
         self.replication_delay: float = 0.0
 
     def clear(self) -> None:
         self.apps.clear()
         self.service_principals.clear()
         self.lifetime_policy_max_days = None
+        self.app_lifetime_policies.clear()
 
     # -- lookups (callers hold world.lock)
+    def lifetime_policy_for(self, app: GraphApp) -> int | None:
+        """The policy that applies to this app: one assigned to it, else the tenant default."""
+        own = self.app_lifetime_policies.get((app.unique_name or "").lower())
+        return own if own is not None else self.lifetime_policy_max_days
+
     def by_app_id(self, app_id: str) -> GraphApp | None:
         return next((a for a in self.apps.values() if a.app_id.lower() == app_id.lower()), None)
 

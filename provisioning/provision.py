@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar
 
-from clients.interfaces import AppInfo, AppSpec
-from core.errors import BadRequest, DependencyRejected, NotFoundYet
+from clients.interfaces import AppInfo, AppSpec, NewPassword, PasswordInfo
+from core.errors import BadRequest, Conflict, DependencyRejected, NotFoundYet, NotOwned
 from core.record import (
     MARKER,
     NylasTarget,
@@ -84,6 +84,17 @@ class ProvisionResult:
     view: TenantView
 
 
+STATE_AFTER = {
+    Result.ROTATED: RotationState.CURRENT,
+    Result.AWAITING_CONFIRMATION: RotationState.AWAITING_CONFIRMATION,
+    Result.NOT_DUE: RotationState.CURRENT,
+}
+
+
+def _as_info(new: NewPassword) -> PasswordInfo:
+    return PasswordInfo(new.key_id, "", new.hint, new.start, new.end)
+
+
 def unique_name(prefix: str, tenant: str) -> str:
     return f"{prefix}{tenant}"
 
@@ -101,6 +112,11 @@ class Provisioner:
         # Cheap path first: an already provisioned tenant costs one read and no lease.
         existing = self.deps.vault.get(name)
         record = TenantRecord.from_tags(existing.tags) if existing else None
+        if record and request.existing_app_id and request.existing_app_id != record.client_id.lower():
+            raise Conflict(
+                f"tenant {request.tenant} is already provisioned with app {record.client_id}",
+                field="existingAppId",
+            )
         if existing and record and record.state is not RotationState.PENDING:
             return ProvisionResult(False, self._view(existing.id, record, existing.expires_on, request))
         if existing and record is None:
@@ -116,8 +132,11 @@ class Provisioner:
         latest = self.deps.vault.get(name)
         record = TenantRecord.from_tags(latest.tags) if latest else None
         if record is None:
+            # Every check that can refuse the request (an app we may not adopt, a missing
+            # credential secret) runs before the first write.
+            adopted = self._find_adopted(request)
             credential_ref = self._store_nylas_credential(request)
-            app = self._ensure_app(request)
+            app = self._ensure_app(request, adopted)
             # Entra replicates a new app with a delay and publishes no bound: until a read by id
             # succeeds, writes against it may 404. Wait here, where we know the app is new.
             app = self._retry_replication(lambda: self.deps.graph.get(app.object_id))
@@ -149,12 +168,19 @@ class Provisioner:
             )
             latest = self.engine.store(request.tenant, new, record)
             log.info("provisioned credential stored", extra={"tenant": request.tenant, "step": "create"})
-        outcome = self.engine.advance_from_record(request.tenant)
-        final = self.deps.vault.get(name)
-        assert final is not None
-        final_record = TenantRecord.from_tags(final.tags)
-        assert final_record is not None
-        return ProvisionResult(True, self._view(final.id, final_record, final.expires_on, request, warnings, outcome))
+            credential = request.nylas.credential or None
+            app = replace(app, passwords=(*app.passwords, _as_info(new)))
+            outcome = self.engine.advance_from_record(
+                request.tenant, loaded=(latest, record), app=app, nylas_credential=credential
+            )
+        else:
+            assert latest is not None
+            outcome = self.engine.advance_from_record(request.tenant, loaded=(latest, record))
+        if outcome.result is Result.ROLLED_BACK:
+            # Nothing to roll back to on a first secret: say why, and let a fixed request resume.
+            raise DependencyRejected("nylas", f"the new secret could not be put to use: {outcome.message}")
+        final = replace(record, state=STATE_AFTER.get(outcome.result, record.state))
+        return ProvisionResult(True, self._view(latest.id, final, latest.expires_on, request, warnings, outcome))
 
     def _store_nylas_credential(self, request: ProvisionRequest) -> str:
         if request.nylas.target is NylasTarget.MANUAL:
@@ -164,6 +190,13 @@ class Provisioner:
             if stored is None:
                 raise BadRequest(
                     f"Key Vault secret {request.nylas.credential_secret} does not exist",
+                    field="nylas.credentialSecret",
+                )
+            if TenantRecord.from_tags(stored.tags) is not None:
+                # A tenant's Entra client secret must never be sent to Nylas as an API key.
+                raise BadRequest(
+                    f"Key Vault secret {request.nylas.credential_secret} is a tenant's client secret, "
+                    "not a Nylas credential",
                     field="nylas.credentialSecret",
                 )
             return request.nylas.credential_secret
@@ -188,17 +221,34 @@ class Provisioner:
             notes=f"Managed by {MARKER}: its client secret rotates automatically. Do not add secrets by hand.",
         )
 
-    def _ensure_app(self, request: ProvisionRequest) -> AppInfo:
-        spec = self._spec(request)
-        if request.existing_app_id:
+    def _find_adopted(self, request: ProvisionRequest) -> AppInfo | None:
+        """The app named by existingAppId, read only: Graph answers 403 (NotOwned) for an app the
+        service's identity does not own."""
+        if not request.existing_app_id:
+            return None
+        try:
             app = self.deps.graph.find_by_app_id(request.existing_app_id)
-            if app is None:
-                raise BadRequest(
-                    f"no app registration with appId {request.existing_app_id} is visible to the service",
-                    field="existingAppId",
-                )
-            self.deps.graph.update(app.object_id, spec)
-            return app
+        except NotOwned as exc:
+            exc.field = "existingAppId"  # Graph's 403 is about the app this field names
+            raise
+        if app is None:
+            raise BadRequest(
+                f"no app registration with appId {request.existing_app_id} is visible to the service",
+                field="existingAppId",
+            )
+        others = sorted(
+            t.split(":", 1)[1] for t in app.tags if t.startswith("tenant:") and t != f"tenant:{request.tenant}"
+        )
+        if APP_TAG in app.tags and others:
+            # Adopting it would revoke the other tenant's credential as an orphan.
+            raise Conflict(f"app {app.app_id} is already managed for tenant {others[0]}", field="existingAppId")
+        return app
+
+    def _ensure_app(self, request: ProvisionRequest, adopted: AppInfo | None) -> AppInfo:
+        spec = self._spec(request)
+        if adopted is not None:
+            self.deps.graph.update(adopted.object_id, spec)
+            return adopted
         return self.deps.graph.upsert(spec)
 
     def _retry_replication(self, call: Callable[[], T]) -> T:

@@ -1,32 +1,72 @@
 """The provisioning request: parsing and validation, with no outside call.
 
 Every rejection names the field (a JSON path such as ``auth.redirectUri``) so a
-caller can fix the request without reading our code. The OpenAPI document
-(docs/openapi.yaml) describes the same shape; a test keeps them in step.
+caller can fix the request without reading our code, and no rejection quotes a
+value the caller sent (a misplaced credential must not come back in an answer).
+
+The OpenAPI document (docs/openapi.yaml) describes the same shape. The limits,
+patterns and enums below are the single source: tests/test_openapi.py checks the
+document against these constants and checks that the document and ``parse_request``
+accept and reject the same requests.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from core.record import SLUG, NylasTarget
 
 MAX_BODY_BYTES = 64 * 1024
-MAX_DISPLAY_NAME = 120
+MAX_DISPLAY_NAME = 120  # Graph's limit for an application's displayName
 MAX_TENANT = 40
+MAX_APP_ID = 128
+MAX_CREDENTIAL = 1024
+MAX_REDIRECT_URI = 256  # Entra's limit for a redirect URI
 LIFETIME_RANGE = (1, 730)  # Entra's portal offers at most 24 months; longer is refused here, not by Graph
 ROTATE_BEFORE_RANGE = (1, 365)
+
+# Patterns are written so that Python's ``re`` and ECMA-262 (what OpenAPI tools use) read them
+# alike: ASCII classes and \x escapes only. The parser applies them with ``fullmatch``.
+TENANT_PATTERN = SLUG.pattern
+# Printable text with at least one non-blank character; no control characters.
+DISPLAY_NAME_PATTERN = r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$"
+# A Nylas application id (v3) or client id (v2).
+APP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+# A v3 API key or a v2 client secret: printable ASCII, no spaces.
+CREDENTIAL_PATTERN = r"^[\x21-\x7e]+$"
+# A Key Vault secret name.
+CREDENTIAL_SECRET_PATTERN = r"^[0-9A-Za-z-]{1,127}$"
+# https only, a DNS host name, an optional port, an optional path and query; no fragment,
+# no wildcard, no user info, no whitespace (Entra's rules for a web redirect URI).
+REDIRECT_URI_PATTERN = (
+    r"^https://[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+    r"(?::[0-9]{1,5})?(?:[/?][\x21\x22\x24-\x29\x2b-\x7e]*)?$"
+)
+GUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 HOSTED_REDIRECTS = {
     "us": "https://api.nylas.com/oauth/callback",
     "eu": "https://ireland.api.nylas.com/oauth/callback",
 }
 AUDIENCES = {"multi-org": "AzureADMultipleOrgs", "single-org": "AzureADMyOrg"}
+DEFAULT_AUDIENCE = "multi-org"
 REGIONS = ("us", "eu")
+AUTH_MODES = ("hosted", "native")
+TARGETS = tuple(t.value for t in NylasTarget)
+
+# Field names, required and optional, per object: the schema's `required` and `properties`.
+TOP_REQUIRED = frozenset({"tenant", "displayName", "auth", "nylas"})
+TOP_OPTIONAL = frozenset({"audience", "secretLifetimeDays", "rotateBeforeDays", "existingAppId"})
+HOSTED_AUTH_FIELDS = frozenset({"mode", "region"})
+NATIVE_AUTH_FIELDS = frozenset({"mode", "redirectUri"})
+NYLAS_REQUIRED = frozenset({"target", "region", "appId"})
+NYLAS_OPTIONAL = frozenset({"credential", "credentialSecret"})
+
+_ALLOWED_CHARSETS = {"", "utf-8", "utf8"}
 
 
 @dataclass(frozen=True)
@@ -55,118 +95,190 @@ class ProvisionRequest:
         return AUDIENCES[self.audience]
 
 
-def _fields(obj: dict[str, Any], where: str, required: set[str], optional: set[str]) -> None:
+def _name(key: str) -> str:
+    """A field name fit to quote back: short, and printable."""
+    short = key if len(key) <= 64 else key[:64] + "…"
+    return short.encode("ascii", "backslashreplace").decode("ascii")
+
+
+def _fields(obj: dict[str, Any], where: str, required: frozenset[str], optional: frozenset[str]) -> None:
     for key in obj:
         if key not in required | optional:
-            raise BadRequest(f"unknown field {key!r}", field=f"{where}{key}")
+            raise BadRequest(f"unknown field {_name(key)!r}", field=f"{where}{_name(key)}")
     for key in sorted(required):
         if key not in obj:
             raise BadRequest(f"missing required field {key!r}", field=f"{where}{key}")
 
 
-def _str(obj: dict[str, Any], key: str, where: str, *, max_len: int = 256, required: bool = True) -> str:
-    value = obj.get(key)
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str):
-        raise BadRequest(f"{key} must be a string", field=f"{where}{key}")
-    value = value.strip()
-    if required and not value:
-        raise BadRequest(f"{key} must not be empty", field=f"{where}{key}")
-    if len(value) > max_len:
-        raise BadRequest(f"{key} is longer than {max_len} characters", field=f"{where}{key}")
+def _object(value: Any, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BadRequest(f"{path} must be an object", field=path)
     return value
 
 
-def _int(obj: dict[str, Any], key: str, default: int, bounds: tuple[int, int]) -> int:
-    value = obj.get(key, default)
+def _text(obj: dict[str, Any], key: str, where: str, pattern: str, max_len: int, what: str) -> str:
+    """A present string field that matches ``pattern`` in full and is at most ``max_len`` long.
+    The message says what is expected, never what was sent."""
+    path = f"{where}{key}"
+    value = obj[key]
+    if not isinstance(value, str):
+        raise BadRequest(f"{path} must be a string", field=path)
+    if len(value) > max_len:
+        raise BadRequest(f"{path} is longer than {max_len} characters", field=path)
+    if not re.fullmatch(pattern, value):
+        raise BadRequest(f"{path} must be {what}", field=path)
+    return value
+
+
+def _choice(obj: dict[str, Any], key: str, where: str, choices: tuple[str, ...]) -> str:
+    path = f"{where}{key}"
+    value = obj[key]
+    if not isinstance(value, str) or value not in choices:
+        raise BadRequest(f"{path} must be one of {list(choices)}", field=path)
+    return value
+
+
+def _days(obj: dict[str, Any], key: str, bounds: tuple[int, int]) -> int:
+    value = obj[key]
+    # JSON has one number type: 30.0 is the whole number 30 (as JSON Schema's "integer" says).
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequest(f"{key} must be a whole number of days", field=key)
     low, high = bounds
     if not low <= value <= high:
-        raise BadRequest(f"{key} must be between {low} and {high}, got {value}", field=key)
+        raise BadRequest(f"{key} must be between {low} and {high}", field=key)
     return value
 
 
 def validate_redirect_uri(uri: str, where: str) -> str:
-    parts = urlsplit(uri)
-    if parts.scheme != "https":
+    if len(uri) > MAX_REDIRECT_URI:
+        raise BadRequest(f"redirectUri is longer than {MAX_REDIRECT_URI} characters", field=where)
+    if not uri.startswith("https://"):
         raise BadRequest("redirectUri must use https", field=where)
-    if not parts.hostname:
-        raise BadRequest("redirectUri must name a host", field=where)
     if "*" in uri:
         raise BadRequest("redirectUri must not contain a wildcard", field=where)
-    if parts.fragment or "#" in uri:
+    if "#" in uri:
         raise BadRequest("redirectUri must not contain a fragment", field=where)
-    if len(uri) > 256:
-        raise BadRequest("redirectUri is longer than 256 characters", field=where)
+    if not re.fullmatch(REDIRECT_URI_PATTERN, uri):
+        raise BadRequest(
+            "redirectUri must be https://host[:port][/path][?query] with a DNS host name, no user info and no spaces",
+            field=where,
+        )
     return uri
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise BadRequest(f"field {_name(key)!r} appears twice", field=_name(key))
+        out[key] = value
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise BadRequest(f"{name} is not a JSON number", field="body")
 
 
 def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
     if len(body) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes", field="body")
-    if content_type.split(";")[0].strip().lower() != "application/json":
-        raise UnsupportedMediaType("Content-Type must be application/json", field="Content-Type")
+    media, _, params = content_type.partition(";")
+    charset = ""
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    if media.strip().lower() != "application/json" or charset not in _ALLOWED_CHARSETS:
+        raise UnsupportedMediaType("Content-Type must be application/json (UTF-8)", field="Content-Type")
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("request body is not valid UTF-8", field="body") from None
+    try:
+        data = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+    except BadRequest:
+        raise
+    except (ValueError, RecursionError) as exc:
+        # ValueError also covers an integer too long to convert; RecursionError, nesting too deep.
         raise BadRequest(f"request body is not valid JSON: {exc.__class__.__name__}", field="body") from None
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object", field="body")
+    _reject_surrogates(data)
     return data
 
 
+def _reject_surrogates(value: Any, path: str = "") -> None:
+    """A JSON string may escape a lone UTF-16 surrogate ("\\ud800"), which no outside system can
+    encode: refuse it here rather than fail later."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest("text must not contain lone UTF-16 surrogates", field=path or "body") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _reject_surrogates(key, path or "body")
+            _reject_surrogates(item, f"{path}.{_name(key)}" if path else _name(key))
+    elif isinstance(value, list):
+        for item in value:
+            _reject_surrogates(item, path or "body")
+
+
 def parse_request(
-    data: dict[str, Any], *, default_lifetime_days: int = 730, default_rotate_before_days: int = 30
+    data: Any, *, default_lifetime_days: int = 730, default_rotate_before_days: int = 30
 ) -> ProvisionRequest:
-    _fields(
+    data = _object(data, "body")
+    _fields(data, "", TOP_REQUIRED, TOP_OPTIONAL)
+    tenant = _text(
         data,
+        "tenant",
         "",
-        {"tenant", "displayName", "auth", "nylas"},
-        {"audience", "secretLifetimeDays", "rotateBeforeDays", "existingAppId"},
+        TENANT_PATTERN,
+        MAX_TENANT,
+        "lowercase letters, digits and single dashes (e.g. acme-eu), 1 to 40 characters",
     )
-    tenant = _str(data, "tenant", "", max_len=MAX_TENANT)
-    if not SLUG.match(tenant):
-        raise BadRequest(
-            "tenant must be lowercase letters, digits and single dashes (e.g. acme-eu), 1 to 40 characters",
-            field="tenant",
-        )
-    display_name = _str(data, "displayName", "", max_len=MAX_DISPLAY_NAME)
-    audience = data.get("audience", "multi-org")
-    if audience not in AUDIENCES:
-        raise BadRequest(f"audience must be one of {sorted(AUDIENCES)}", field="audience")
+    display_name = _text(
+        data,
+        "displayName",
+        "",
+        DISPLAY_NAME_PATTERN,
+        MAX_DISPLAY_NAME,
+        "printable text with at least one non-blank character",
+    ).strip()
+    audience = _choice(data, "audience", "", tuple(AUDIENCES)) if "audience" in data else DEFAULT_AUDIENCE
 
-    auth = data["auth"]
-    if not isinstance(auth, dict):
-        raise BadRequest("auth must be an object", field="auth")
-    mode = auth.get("mode")
+    auth = _object(data["auth"], "auth")
+    if "mode" not in auth:
+        raise BadRequest("missing required field 'mode'", field="auth.mode")
+    mode = _choice(auth, "mode", "auth.", AUTH_MODES)
     if mode == "hosted":
-        _fields(auth, "auth.", {"mode", "region"}, set())
-        region = auth["region"]
-        if region not in HOSTED_REDIRECTS:
-            raise BadRequest(f"auth.region must be one of {list(REGIONS)}", field="auth.region")
-        redirect = HOSTED_REDIRECTS[region]
-    elif mode == "native":
-        _fields(auth, "auth.", {"mode", "redirectUri"}, set())
-        redirect = validate_redirect_uri(_str(auth, "redirectUri", "auth."), "auth.redirectUri")
+        _fields(auth, "auth.", HOSTED_AUTH_FIELDS, frozenset())
+        redirect = HOSTED_REDIRECTS[_choice(auth, "region", "auth.", REGIONS)]
     else:
-        raise BadRequest("auth.mode must be hosted or native", field="auth.mode")
+        _fields(auth, "auth.", NATIVE_AUTH_FIELDS, frozenset())
+        if not isinstance(auth["redirectUri"], str):
+            raise BadRequest("auth.redirectUri must be a string", field="auth.redirectUri")
+        redirect = validate_redirect_uri(auth["redirectUri"], "auth.redirectUri")
 
-    nylas = data["nylas"]
-    if not isinstance(nylas, dict):
-        raise BadRequest("nylas must be an object", field="nylas")
-    _fields(nylas, "nylas.", {"target", "region", "appId"}, {"credential", "credentialSecret"})
-    try:
-        target = NylasTarget(nylas["target"])
-    except (ValueError, TypeError):
-        targets = [t.value for t in NylasTarget]
-        raise BadRequest(f"nylas.target must be one of {targets}", field="nylas.target") from None
-    if nylas["region"] not in REGIONS:
-        raise BadRequest(f"nylas.region must be one of {list(REGIONS)}", field="nylas.region")
-    app_id = _str(nylas, "appId", "nylas.", max_len=128)
-    credential = _str(nylas, "credential", "nylas.", max_len=1024, required=False)
-    credential_secret = _str(nylas, "credentialSecret", "nylas.", max_len=127, required=False)
+    nylas = _object(data["nylas"], "nylas")
+    _fields(nylas, "nylas.", NYLAS_REQUIRED, NYLAS_OPTIONAL)
+    target = NylasTarget(_choice(nylas, "target", "nylas.", TARGETS))
+    region = _choice(nylas, "region", "nylas.", REGIONS)
+    app_id = _text(nylas, "appId", "nylas.", APP_ID_PATTERN, MAX_APP_ID, "a Nylas application or client id")
+    credential = credential_secret = ""
+    if "credential" in nylas:
+        credential = _text(
+            nylas, "credential", "nylas.", CREDENTIAL_PATTERN, MAX_CREDENTIAL, "printable ASCII without spaces"
+        )
+    if "credentialSecret" in nylas:
+        credential_secret = _text(
+            nylas, "credentialSecret", "nylas.", CREDENTIAL_SECRET_PATTERN, 127, "a Key Vault secret name"
+        )
+    if target is NylasTarget.MANUAL and (credential or credential_secret):
+        which = "nylas.credential" if credential else "nylas.credentialSecret"
+        raise BadRequest("the manual target takes no Nylas credential", field=which)
     if credential and credential_secret:
         raise BadRequest("give nylas.credential or nylas.credentialSecret, not both", field="nylas.credential")
     if target is not NylasTarget.MANUAL and not (credential or credential_secret):
@@ -174,18 +286,20 @@ def parse_request(
             f"target {target.value} needs the Nylas app's credential: nylas.credential or nylas.credentialSecret",
             field="nylas.credential",
         )
-    if target is NylasTarget.MANUAL and (credential or credential_secret):
-        raise BadRequest("the manual target takes no Nylas credential", field="nylas.credential")
-    if credential_secret and not all(c.isalnum() or c == "-" for c in credential_secret):
-        raise BadRequest("nylas.credentialSecret must be a Key Vault secret name", field="nylas.credentialSecret")
 
-    lifetime = _int(data, "secretLifetimeDays", default_lifetime_days, LIFETIME_RANGE)
-    rotate_before = _int(data, "rotateBeforeDays", default_rotate_before_days, ROTATE_BEFORE_RANGE)
-    if rotate_before >= lifetime:
-        raise BadRequest("rotateBeforeDays must be shorter than secretLifetimeDays", field="rotateBeforeDays")
-    existing = _str(data, "existingAppId", "", max_len=36, required=False)
-    if existing and not _is_guid(existing):
-        raise BadRequest("existingAppId must be an application (client) id, a GUID", field="existingAppId")
+    lifetime = (
+        _days(data, "secretLifetimeDays", LIFETIME_RANGE) if "secretLifetimeDays" in data else default_lifetime_days
+    )
+    if "rotateBeforeDays" in data:
+        rotate_before = _days(data, "rotateBeforeDays", ROTATE_BEFORE_RANGE)
+        if rotate_before >= lifetime:
+            raise BadRequest("rotateBeforeDays must be shorter than secretLifetimeDays", field="rotateBeforeDays")
+    else:
+        # A short lifetime with the default window would be due at once: the default yields.
+        rotate_before = min(default_rotate_before_days, max(1, lifetime // 2))
+    existing = ""
+    if "existingAppId" in data:
+        existing = _text(data, "existingAppId", "", GUID_PATTERN, 36, "an application (client) id, a GUID").lower()
 
     return ProvisionRequest(
         tenant=tenant,
@@ -193,13 +307,8 @@ def parse_request(
         audience=audience,
         redirect_uri=redirect,
         auth_mode=mode,
-        nylas=NylasSpec(target, nylas["region"], app_id, credential, credential_secret),
+        nylas=NylasSpec(target, region, app_id, credential, credential_secret),
         lifetime_days=lifetime,
         rotate_before_days=rotate_before,
-        existing_app_id=existing.lower(),
+        existing_app_id=existing,
     )
-
-
-def _is_guid(value: str) -> bool:
-    parts = value.split("-")
-    return [len(p) for p in parts] == [8, 4, 4, 4, 12] and all(c in "0123456789abcdefABCDEF" for p in parts for c in p)

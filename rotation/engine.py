@@ -138,9 +138,20 @@ class RotationEngine:
                 )
             return self._advance(tenant, force=False, seen_version="", confirm=True, loaded=loaded)
 
-    def advance_from_record(self, tenant: str) -> Outcome:
-        """Provisioning hands over here, already holding the lease, once the first version is stored."""
-        return self._advance(tenant, force=False, seen_version="", confirm=False)
+    def advance_from_record(
+        self,
+        tenant: str,
+        *,
+        loaded: tuple[SecretVersion, TenantRecord] | None = None,
+        app: AppInfo | None = None,
+        nylas_credential: str | None = None,
+    ) -> Outcome:
+        """Provisioning hands over here, already holding the lease, once the first version is stored.
+        What it just wrote or read (the version, the app, the Nylas credential) it passes along, so
+        nothing is read back that this process already knows."""
+        return self._advance(
+            tenant, force=False, seen_version="", confirm=False, loaded=loaded, app=app, known=nylas_credential
+        )
 
     # --- the machine -------------------------------------------------------------------
 
@@ -159,12 +170,14 @@ class RotationEngine:
         seen_version: str,
         confirm: bool,
         loaded: tuple[SecretVersion, TenantRecord] | None = None,
+        app: AppInfo | None = None,
+        known: str | None = None,
     ) -> Outcome:
         latest, record = loaded or self._load(tenant)
         if seen_version and seen_version != latest.version and record.state.settled:
             # An event about a version that is no longer the latest: someone already rotated.
             return Outcome(tenant, Result.STALE_EVENT, record.key_id, message="event version is no longer latest")
-        app = self.deps.graph.get(record.app_object_id)
+        app = app or self.deps.graph.get(record.app_object_id)
         now = self.deps.clock.now()
 
         if record.state.settled:
@@ -191,7 +204,8 @@ class RotationEngine:
             return self._roll_back(tenant, latest, record, "Entra never accepted the new secret within the budget")
         try:
             sign_in_tenant = record.nylas_sign_in_tenant(self.policy.tenant_id)
-            status = self.deps.nylas.push(self._nylas_app(record), record.client_id, latest.value, sign_in_tenant)
+            nylas_app = self._nylas_app(record, known)
+            status = self.deps.nylas.push(nylas_app, record.client_id, latest.value, sign_in_tenant)
         except DependencyRejected as exc:
             return self._roll_back(tenant, latest, record, f"Nylas refused the new secret: {exc.message}")
         if status is PushStatus.NEEDS_CONFIRMATION:
@@ -398,9 +412,9 @@ class RotationEngine:
 
     # --- helpers ------------------------------------------------------------------------
 
-    def _nylas_app(self, record: TenantRecord) -> NylasApp:
-        credential = ""
-        if record.nylas_target is not NylasTarget.MANUAL and record.nylas_credential:
+    def _nylas_app(self, record: TenantRecord, known: str | None = None) -> NylasApp:
+        credential = known or ""
+        if not credential and record.nylas_target is not NylasTarget.MANUAL and record.nylas_credential:
             stored = self.deps.vault.get(record.nylas_credential)
             if stored is None or not stored.value:
                 raise DependencyRejected(
