@@ -1,6 +1,10 @@
 """Key Vault events (SecretNearExpiry, SecretExpired), Event Grid schema or CloudEvents 1.0.
 
-Event Grid waits 30 s for an answer and retries for a day: decide fast, queue the work.
+One binding takes both schemas: the worker hands over a ``func.EventGridEvent`` (type in
+``event_type``) or, when the body has ``specversion``, a ``func.CloudEvent`` (type in ``type``).
+Event Grid waits 30 s for an answer and retries for a day: decide fast (one Key Vault read),
+queue the work. An event that cannot be parsed is logged and dropped (a retry would read the
+same bytes); a Key Vault or queue failure raises, so Event Grid delivers the event again.
 """
 
 from __future__ import annotations
@@ -18,15 +22,25 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions leaves
 log = logging.getLogger("eventgrid")
 
 
+def _event_type(event: func.EventGridEvent | func.CloudEvent) -> str:
+    if isinstance(event, func.CloudEvent):
+        return str(event.type or "")
+    return str(event.event_type or "")
+
+
+# The annotation must be a plain class for the worker's type check; a CloudEvent is accepted by it too.
 @bp.function_name("on_key_vault_event")
 @bp.event_grid_trigger(arg_name="event")
 def on_key_vault_event(event: func.EventGridEvent) -> None:
-    # A CloudEvent arrives through the same binding; its type is `type`, not `event_type`.
-    event_type = getattr(event, "event_type", None) or getattr(event, "type", "")
     try:
-        parsed = parse_event(str(event_type), event.subject, event.get_json())
+        parsed = parse_event(_event_type(event), event.subject, event.get_json())
     except BadRequest as exc:
         log.warning("key vault event ignored: %s", exc.message, extra={"event_id": event.id})
         return
     decision = handle_key_vault_event(services(), parsed)
-    log.info("key vault event %s: %s", decision.action, decision.why, extra={"event_id": event.id})
+    log.info(
+        "key vault event %s: %s",
+        decision.action,
+        decision.why,
+        extra={"event_id": event.id, "tenant": decision.tenant, "secret": parsed.secret_name},
+    )

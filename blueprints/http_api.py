@@ -1,5 +1,11 @@
 """HTTP API: provision, status, rotate now, confirm a manual update. Auth level FUNCTION.
 
+- ``POST /api/tenants/{tenant}/rotate`` queues a forced rotation and answers 202 at once, with
+  ``Location`` (and ``status`` in the body) naming where to read the tenant's state.
+- ``POST /api/tenants/{tenant}/rotation/confirm`` says an operator pasted the new secret into a
+  manual Nylas target: the previous credential is revoked and the version marked current. 409
+  ``nothing_to_confirm`` when no rotation awaits confirmation.
+
 Each handler parses input, calls one use case, shapes output. Errors go through
 ``http_errors.to_response``: a JSON body that says what is wrong and where.
 """

@@ -93,7 +93,12 @@ def build_services(
     )
     if notifier is None:
         notifier = (
-            WebhookNotifier(settings.alert_webhook_url, settings.alert_webhook_kind, ca_bundle=settings.ca_bundle)
+            WebhookNotifier(
+                settings.alert_webhook_url,
+                settings.alert_webhook_kind,
+                ca_bundle=settings.ca_bundle,
+                timeout=float(settings.http_timeout_seconds),
+            )
             if settings.alert_webhook_url
             else LogNotifier()
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -94,8 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export {name}={shlex.quote(value)}")
     sys.stdout.flush()
     if args.env_file:
-        with open(args.env_file, "w", encoding="utf-8") as fh:
+        # Written whole, then renamed: a harness waiting for the file never reads half of it.
+        partial = f"{args.env_file}.partial"
+        with open(partial, "w", encoding="utf-8") as fh:
+            # The control URL is not a service setting: a comment that harnesses can read.
+            fh.write(f"# control={emu.urls['control']}\n")
             fh.writelines(f"{name}={value}\n" for name, value in env.items())
+        os.replace(partial, args.env_file)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -170,7 +171,8 @@ class KeyVaultService(Service):
             "scheduledPurgeDate": d.scheduled_purge,
         }
 
-    def _page(self, req: Request, items: list[dict[str, Any]], path: str) -> Response:
+    def _page(self, req: Request, entries: list[Any], build: Callable[[Any], dict[str, Any]], path: str) -> Response:
+        """One page of a listing; only that page's items are built (a vault listing stays linear)."""
         raw = req.q("maxresults")
         try:
             size = int(raw) if raw else MAX_PAGE
@@ -185,8 +187,8 @@ class KeyVaultService(Service):
                 offset = int(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().split(":", 1)[1])
             except (ValueError, IndexError):
                 raise _bad("Invalid $skiptoken.") from None
-        body: dict[str, Any] = {"value": items[offset : offset + size], "nextLink": None}
-        if offset + size < len(items):
+        body: dict[str, Any] = {"value": [build(e) for e in entries[offset : offset + size]], "nextLink": None}
+        if offset + size < len(entries):
             skip = base64.urlsafe_b64encode(f"offset:{offset + size}".encode()).decode().rstrip("=")
             version = quote(req.q("api-version") or "", safe="")
             body["nextLink"] = f"{self.base_url}{path}?api-version={version}&$skiptoken={skip}&maxresults={size}"
@@ -289,14 +291,15 @@ class KeyVaultService(Service):
     def list_secrets(self, req: Request) -> Response:
         self._authorize(req, "list")
         entries = sorted(self.world.keyvault.secrets.values(), key=lambda e: e.name.lower())
-        return self._page(req, [self._item(e, e.latest, with_version=False) for e in entries], "/secrets")
+        return self._page(req, entries, lambda e: self._item(e, e.latest, with_version=False), "/secrets")
 
     def list_versions(self, req: Request, name: str) -> Response:
         self._authorize(req, "list")
         self._name(name)
         entry = self._entry(name)
-        items = [self._item(entry, v, with_version=True) for v in entry.versions]
-        return self._page(req, items, f"/secrets/{entry.name}/versions")
+        return self._page(
+            req, entry.versions, lambda v: self._item(entry, v, with_version=True), f"/secrets/{entry.name}/versions"
+        )
 
     def delete_secret(self, req: Request, name: str) -> Response:
         self._authorize(req, "delete")
@@ -324,10 +327,12 @@ class KeyVaultService(Service):
     def list_deleted(self, req: Request) -> Response:
         self._authorize(req, "list")
         deleted = sorted(self.world.keyvault.deleted.values(), key=lambda d: d.entry.name.lower())
-        items = [
-            {**self._deleted_fields(d), **self._item(d.entry, d.entry.latest, with_version=False)} for d in deleted
-        ]
-        return self._page(req, items, "/deletedsecrets")
+        return self._page(
+            req,
+            deleted,
+            lambda d: {**self._deleted_fields(d), **self._item(d.entry, d.entry.latest, with_version=False)},
+            "/deletedsecrets",
+        )
 
     def recover(self, req: Request, name: str) -> Response:
         self._authorize(req, "recover")

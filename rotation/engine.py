@@ -134,7 +134,8 @@ class RotationEngine:
             loaded = self._load(tenant)
             if loaded[1].state is not RotationState.AWAITING_CONFIRMATION:
                 raise NothingToConfirm(
-                    f"tenant {tenant} has no rotation awaiting confirmation (state {loaded[1].state})"
+                    f"tenant {tenant} has no rotation awaiting confirmation (state {loaded[1].state})",
+                    field="tenant",
                 )
             return self._advance(tenant, force=False, seen_version="", confirm=True, loaded=loaded)
 
@@ -174,8 +175,9 @@ class RotationEngine:
         known: str | None = None,
     ) -> Outcome:
         latest, record = loaded or self._load(tenant)
-        if seen_version and seen_version != latest.version and record.state.settled:
-            # An event about a version that is no longer the latest: someone already rotated.
+        if seen_version and seen_version != latest.version and record.state is not RotationState.PENDING:
+            # A request about a version that is no longer the latest: someone already rotated (or
+            # already parked it for confirmation: a duplicate must not send a second reminder).
             return Outcome(tenant, Result.STALE_EVENT, record.key_id, message="event version is no longer latest")
         app = app or self.deps.graph.get(record.app_object_id)
         now = self.deps.clock.now()

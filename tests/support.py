@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
@@ -91,3 +93,174 @@ def calls_by_dependency(emulators: Emulators) -> dict[str, int]:
             continue
         out[dependency] = out.get(dependency, 0) + count
     return out
+
+
+# --- triggers: provisioning, the rotation queue, events --------------------------------------
+
+PROVISION_URL = "https://func.example/api/tenants"
+
+
+def provision(emulators: Emulators, tenant: str = "acme", target: str = "v3-connector", **extra: Any) -> dict[str, Any]:
+    """Provision a tenant through the real HTTP handler (as tests/test_provision_http.py does)."""
+    from blueprints.http_api import provision_tenant
+
+    body = tenant_body(tenant, target, **extra)
+    register_nylas(emulators, body)
+    response = provision_tenant(http_request("POST", PROVISION_URL, body))
+    assert response.status_code == 201, response.get_body()
+    out: dict[str, Any] = response_json(response)
+    return out
+
+
+def queue_client(svc: Services, name: str | None = None) -> Any:
+    """The Azurite queue the service writes rotation requests to (or ``name``), base64 both ways
+    like the Functions host."""
+    from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+    return QueueClient.from_connection_string(
+        svc.settings.storage.connection_string,
+        name or svc.settings.rotation_queue,
+        message_encode_policy=TextBase64EncodePolicy(),
+        message_decode_policy=TextBase64DecodePolicy(),
+    )
+
+
+def peek_requests(svc: Services) -> list[dict[str, Any]]:
+    """The rotation requests waiting in the queue, oldest first, without taking them."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    client = queue_client(svc)
+    out: list[dict[str, Any]] = []
+    try:
+        # Peek shows at most 32: take each page out of sight for a moment, then put it back.
+        taken = []
+        while True:
+            page = list(client.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=30))
+            if not page:
+                break
+            taken += page
+        for message in taken:
+            out.append(json.loads(message.content))
+            client.update_message(message, visibility_timeout=0)
+    except ResourceNotFoundError:
+        return []
+    return out
+
+
+@dataclass
+class Delivery:
+    """One call of a queue function by ``drain_queue``."""
+
+    queue: str
+    message_id: str
+    body: str
+    dequeue_count: int
+    error: str = ""  # the exception's class when the function raised
+
+    @property
+    def request(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.body)
+        return data
+
+
+def drain_queue(svc: Services, *, max_dequeue_count: int | None = None, max_rounds: int = 50) -> list[Delivery]:
+    """Play the Functions host for the rotation queue until it is empty.
+
+    Each message goes to ``rotate_from_queue`` as a real ``func.QueueMessage``; a message whose call
+    raised is handed out again, and after ``maxDequeueCount`` tries moves to ``<queue>-poison``,
+    whose messages go to ``rotation_poison``. Returns every call, in order."""
+    from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+
+    from blueprints.queue import MAX_DEQUEUE_COUNT, rotate_from_queue, rotation_poison
+
+    limit = max_dequeue_count or MAX_DEQUEUE_COUNT
+    name = svc.settings.rotation_queue
+    main, poison = queue_client(svc), queue_client(svc, f"{name}-poison")
+    deliveries: list[Delivery] = []
+    for _ in range(max_rounds):
+        progressed = False
+        for client, function in ((main, rotate_from_queue), (poison, rotation_poison)):
+            try:
+                messages = list(client.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=60))
+            except ResourceNotFoundError:
+                continue
+            for message in messages:
+                progressed = True
+                delivery = Delivery(client.queue_name, message.id, message.content, message.dequeue_count)
+                deliveries.append(delivery)
+                try:
+                    function(func.QueueMessage(id=message.id, body=message.content, pop_receipt=message.pop_receipt))
+                except Exception as exc:
+                    delivery.error = exc.__class__.__name__
+                    if client is poison:
+                        raise
+                    if message.dequeue_count >= limit:
+                        with contextlib.suppress(ResourceExistsError):
+                            poison.create_queue()
+                        poison.send_message(message.content)
+                        client.delete_message(message)
+                    else:
+                        client.update_message(message, visibility_timeout=0)
+                    continue
+                client.delete_message(message)
+        if not progressed:
+            return deliveries
+    raise AssertionError(f"the rotation queue did not drain in {max_rounds} rounds")
+
+
+def key_vault_event(
+    event_type: str,
+    name: str,
+    version: str,
+    *,
+    schema: str = "eventgrid",
+    data: dict[str, Any] | None = None,
+    subject: str | None = None,
+) -> func.EventGridEvent | func.CloudEvent:
+    """A Key Vault secret event as Event Grid delivers it, in either schema."""
+    import uuid
+    from datetime import UTC, datetime
+
+    topic = "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv-test"
+    payload = (
+        data
+        if data is not None
+        else {
+            "Id": f"https://kv-test.vault.azure.net/secrets/{name}/{version}",
+            "VaultName": "kv-test",
+            "ObjectType": "Secret",
+            "ObjectName": name,
+            "Version": version,
+            "NBF": None,
+            "EXP": 1_900_000_000,
+        }
+    )
+    subject = name if subject is None else subject
+    if schema == "eventgrid":
+        return func.EventGridEvent(
+            id=str(uuid.uuid4()),
+            data=payload,
+            topic=topic,
+            subject=subject,
+            event_type=event_type,
+            event_time=datetime.now(UTC),
+            data_version="1",
+        )
+    return func.CloudEvent(
+        id=str(uuid.uuid4()),
+        source=topic,
+        type=event_type,
+        specversion="1.0",
+        data=payload,
+        time=datetime.now(UTC),
+        subject=subject,
+    )
+
+
+def run_nightly_scan(*, past_due: bool = False) -> None:
+    """Fire the timer function as the host does, with a real TimerRequest."""
+    from azure.functions.timer import TimerRequest  # the worker's concrete func.TimerRequest
+
+    from blueprints.timer import nightly_scan
+
+    nightly_scan(TimerRequest(past_due=past_due))

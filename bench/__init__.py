@@ -1,0 +1,1 @@
+"""Benchmarks against the local emulators: ``python -m bench.<name>``."""
