@@ -2,27 +2,30 @@
 
 The function triggers and the operator CLI call ``services()``; tests and the demo
 call ``build_services`` with their own clock, sleep or notifier and ``use_services``.
+
+The SDKs (msgraph alone costs about 0.3 s) are imported when the services are first built,
+not when this module is: the Functions host imports function_app to index the triggers, and
+that import stays as cheap as azure.functions itself (docs/benchmarks.md, cold start).
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from azure.core.credentials import TokenCredential
-
-from clients.alerts import LogNotifier, WebhookNotifier
-from clients.entra import EntraVerifier
-from clients.graph import GraphClient
 from clients.interfaces import Notifier, RotationQueue
-from clients.keyvault import KeyVaultStore
-from clients.nylas import NylasGatewayHttp
-from clients.storage import BlobLeaseManager, StorageRotationQueue
 from core.clock import Clock, Sleep, SystemClock, real_sleep
 from core.settings import Settings, SettingsError
 from provisioning.manifest import load_manifest
 from provisioning.provision import Provisioner
 from rotation.engine import Dependencies, Policy, RotationEngine
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+    from clients.graph import GraphClient
+    from clients.keyvault import KeyVaultStore
 
 
 @dataclass
@@ -64,6 +67,13 @@ def build_services(
     notifier: Notifier | None = None,
     credential: TokenCredential | None = None,
 ) -> Services:
+    from clients.alerts import LogNotifier, WebhookNotifier
+    from clients.entra import EntraVerifier
+    from clients.graph import GraphClient
+    from clients.keyvault import KeyVaultStore
+    from clients.nylas import NylasGatewayHttp
+    from clients.storage import BlobLeaseManager, StorageRotationQueue
+
     if not settings.storage.configured:
         raise SettingsError(
             f"storage is not configured: set {settings.storage.__class__.__name__} via AzureWebJobsStorage "

@@ -86,7 +86,11 @@ class Tenant:
     baseline: set[str] = field(default_factory=set)  # key ids recorded before the scenario under test
 
 
-def provision(svc: Services, emulators: Emulators, name: str, target: str, **extra: Any) -> Tenant:
+def provision(
+    svc: Services, emulators: Emulators, name: str, target: str, *, confirm: bool = True, **extra: Any
+) -> Tenant:
+    """Provision through the real HTTP handler; for the manual target, the operator then pastes the
+    secret and confirms (unless ``confirm`` is False)."""
     body = tenant_body(name, target, **extra)
     register_nylas(emulators, body)
     response = provision_tenant(http_request("POST", PROVISION_URL, body))
@@ -94,7 +98,7 @@ def provision(svc: Services, emulators: Emulators, name: str, target: str, **ext
         raise RuntimeError(f"provisioning {name} answered {response.status_code}: {response.get_body()[:500]!r}")
     out = json.loads(response.get_body())
     tenant = Tenant(name, body, out["appObjectId"], out["clientId"], body["nylas"]["appId"], target)
-    if target == "manual":
+    if target == "manual" and confirm:
         operator_pastes(svc, emulators, tenant)
         svc.engine.confirm(name)
     return tenant
