@@ -11,42 +11,10 @@ import azure.functions as func
 
 from clients.factory import Services
 from core.record import MARKER, TenantRecord, secret_name
+from devenv.scenario import NYLAS_V2_SECRET, NYLAS_V3_KEY, register_nylas, tenant_body
 from emulators import Emulators
 
-NYLAS_V3_KEY = "nyk_v3_local_test_key_0001"
-NYLAS_V2_SECRET = "nylas-v2-local-client-secret-0001"
-
-
-def tenant_body(
-    tenant: str = "acme",
-    target: str = "v3-connector",
-    *,
-    auth: dict[str, Any] | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    nylas: dict[str, Any] = {"target": target, "region": "us", "appId": f"nylas-{tenant}"}
-    if target == "v3-connector":
-        nylas["credential"] = NYLAS_V3_KEY + tenant
-    elif target == "v2-integration":
-        nylas["credential"] = NYLAS_V2_SECRET + tenant
-    body: dict[str, Any] = {
-        "tenant": tenant,
-        "displayName": f"{tenant.title()} mail sync",
-        "auth": auth or {"mode": "hosted", "region": "us"},
-        "nylas": nylas,
-    }
-    body.update(extra)
-    return body
-
-
-def register_nylas(emulators: Emulators, body: dict[str, Any]) -> None:
-    """The Nylas application a tenant points at exists before we provision it."""
-    nylas = body["nylas"]
-    if nylas["target"] == "v3-connector":
-        emulators.world.nylas.add_v3_app(nylas["appId"], nylas["credential"], nylas["region"])
-    elif nylas["target"] == "v2-integration":
-        emulators.world.nylas.add_v2_app(nylas["appId"], nylas["credential"], nylas["region"])
-
+__all__ = ["NYLAS_V2_SECRET", "NYLAS_V3_KEY", "register_nylas", "tenant_body"]
 
 def http_request(
     method: str,

@@ -9,9 +9,7 @@ from bench.simulate import simulate
 
 @pytest.mark.slow
 def test_months_of_unattended_operation_with_faults_break_no_invariant_and_no_secret_expires():
-    report = simulate(
-        tenants=9, days=150, fault_rate=0.05, crash_rate=0.2, seed=11, progress=False, lifetimes=(60, 90)
-    )
+    report = simulate(tenants=9, days=150, fault_rate=0.05, crash_rate=0.2, seed=11, progress=False, lifetimes=(60, 90))
 
     assert report.breaks == []
     assert report.min_days_left > 0

@@ -1,0 +1,1 @@
+"""``python -m demo`` (``make demo``): the whole job on local emulators. See demo/run.py."""

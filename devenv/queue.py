@@ -1,0 +1,84 @@
+"""Play the Functions host for the rotation queue on Azurite: hand each message to the real
+queue function, then delete it.
+
+The host's retry shape (host.json ``extensions.queues``) is kept in small: a message whose call
+raised is handed out again, and after ``MAX_DEQUEUE_COUNT`` tries moves to ``<queue>-poison``,
+whose messages go to ``rotation_poison``. Used by the demo; the tests have their own recording
+variant (``tests/support.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+import azure.functions as func
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+if TYPE_CHECKING:
+    from clients.factory import Services
+
+log = logging.getLogger("devenv.queue")
+VISIBILITY_SECONDS = 60
+
+
+def queue_client(services: Services, name: str | None = None) -> QueueClient:
+    """A client of the rotation queue (or ``name``) that reads and writes base64 like the host."""
+    connection = services.settings.storage.connection_string
+    if not connection:
+        raise RuntimeError("drain needs a storage connection string (Azurite): AzureWebJobsStorage")
+    return QueueClient.from_connection_string(
+        connection,
+        name or services.settings.rotation_queue,
+        message_encode_policy=TextBase64EncodePolicy(),
+        message_decode_policy=TextBase64DecodePolicy(),
+    )
+
+
+def drain(services: Services, *, max_rounds: int = 50) -> int:
+    """Deliver every message of the rotation queue (and its poison queue) to its function until
+    both are empty. Returns how many function calls were made."""
+    from blueprints.queue import MAX_DEQUEUE_COUNT, rotate_from_queue, rotation_poison
+
+    main = queue_client(services)
+    poison = queue_client(services, f"{services.settings.rotation_queue}-poison")
+    calls = 0
+    for _ in range(max_rounds):
+        progressed = False
+        for client, function in ((main, rotate_from_queue), (poison, rotation_poison)):
+            try:
+                messages = list(
+                    client.receive_messages(
+                        messages_per_page=32, max_messages=32, visibility_timeout=VISIBILITY_SECONDS
+                    )
+                )
+            except ResourceNotFoundError:  # nothing was ever queued
+                continue
+            for message in messages:
+                progressed = True
+                calls += 1
+                try:
+                    function(func.QueueMessage(id=message.id, body=message.content, pop_receipt=message.pop_receipt))
+                except Exception as exc:
+                    log.warning(
+                        "queue function raised %s (try %s)",
+                        exc.__class__.__name__,
+                        message.dequeue_count,
+                        extra={"message_id": message.id},
+                    )
+                    if client is poison:
+                        raise
+                    if (message.dequeue_count or 0) >= MAX_DEQUEUE_COUNT:
+                        with contextlib.suppress(ResourceExistsError):
+                            poison.create_queue()
+                        poison.send_message(message.content)
+                        client.delete_message(message)
+                    else:
+                        client.update_message(message, visibility_timeout=0)
+                    continue
+                client.delete_message(message)
+        if not progressed:
+            return calls
+    raise RuntimeError(f"the rotation queue did not drain in {max_rounds} rounds")
