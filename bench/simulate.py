@@ -21,27 +21,27 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import azure.functions as func
-from azure.core.exceptions import ResourceExistsError
 from azure.functions.timer import TimerRequest
-from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from blueprints.eventgrid import on_key_vault_event
 from blueprints.http_api import confirm_rotation, provision_tenant
-from blueprints.queue import rotate_from_queue, rotation_poison
 from blueprints.timer import nightly_scan
 from clients.factory import Services, use_services
 from core.errors import DependencyError
 from core.record import MARKER, RotationState, TenantRecord, secret_name
 from core.settings import Settings
 from devenv.azurite import Azurite, start_azurite
+from devenv.queue import Delivery, drain
 from devenv.scenario import PROVISION_URL, http_request, register_nylas, tenant_body
 from devenv.wiring import RecordingNotifier, local_env, local_services
 from emulators import Emulators
+from rotation.engine import is_ours
 
 ROOT = Path(__file__).resolve().parent.parent
 SEAMS = ("graph", "vault", "verifier", "nylas")
@@ -159,14 +159,6 @@ class Simulation:
         self.settings: Settings = self.svc.settings
         self.crash = CrashPlan()
         self.real_seams = {name: getattr(self.svc.deps, name) for name in SEAMS}
-        self.queue = QueueClient.from_connection_string(
-            azurite.connection_string,
-            self.settings.rotation_queue,
-            message_encode_policy=TextBase64EncodePolicy(),
-            message_decode_policy=TextBase64DecodePolicy(),
-        )
-        with contextlib.suppress(ResourceExistsError):
-            self.queue.create_queue()
         self.report = Report(tenants=tenants, days=days)
         self.tenants = self._plan_tenants(tenants)
         self.pending_events: list[tuple[int, dict[str, Any]]] = []
@@ -300,33 +292,28 @@ class Simulation:
                 continue
 
     def _drain(self, day: int) -> None:
-        for _ in range(200):
-            messages = list(self.queue.receive_messages(messages_per_page=32, visibility_timeout=60))
-            if not messages:
-                return
-            for message in messages:
-                queue_message = func.QueueMessage(id=message.id, body=message.content)
-                if (message.dequeue_count or 0) > MAX_DEQUEUE:
-                    rotation_poison(queue_message)
-                    self.report.poison += 1
-                    self.queue.delete_message(message)
-                    continue
-                if self.rng.random() < self.crash_rate:
-                    self.crash.countdown = self.rng.randint(1, 12)
-                    for name in SEAMS:
-                        setattr(self.svc.deps, name, self.crash.wrap(self.real_seams[name]))
-                try:
-                    rotate_from_queue(queue_message)
-                    self.queue.delete_message(message)
-                except SimulatedCrash:
-                    self.report.crashes += 1
-                    self.queue.update_message(message, visibility_timeout=0)
-                except DependencyError:
-                    self.queue.update_message(message, visibility_timeout=0)  # the host retries it
-                finally:
-                    self.crash.countdown = 0
-                    for name in SEAMS:
-                        setattr(self.svc.deps, name, self.real_seams[name])
+        deliveries = drain(self.svc, max_rounds=200, around=self._maybe_crash)
+        self.report.poison += sum(1 for d in deliveries if d.queue.endswith("-poison"))
+
+    @contextlib.contextmanager
+    def _maybe_crash(self, delivery: Delivery) -> Iterator[None]:
+        """For a share of deliveries, the worker dies at a random point of the rotation: the host
+        sees the invocation fail and hands the message out again."""
+        if delivery.queue.endswith("-poison") or self.rng.random() >= self.crash_rate:
+            yield
+            return
+        self.crash.countdown = self.rng.randint(1, 12)
+        for name in SEAMS:
+            setattr(self.svc.deps, name, self.crash.wrap(self.real_seams[name]))
+        try:
+            yield
+        except SimulatedCrash:
+            self.report.crashes += 1
+            raise RuntimeError("the worker process died mid-rotation") from None
+        finally:
+            self.crash.countdown = 0
+            for name in SEAMS:
+                setattr(self.svc.deps, name, self.real_seams[name])
 
     def _confirm_manual(self, day: int) -> None:
         for tenant in self.tenants:
@@ -373,8 +360,8 @@ class Simulation:
                 app = world.graph.apps[tenant.object_id]
                 creds = list(app.password_credentials)
                 held = world.nylas.current(tenant.nylas_app_id)
-            ours = [p for p in creds if (p.display_name or "").startswith(MARKER)]
-            theirs = {p.key_id for p in creds if not (p.display_name or "").startswith(MARKER)}
+            ours = [p for p in creds if is_ours(p.display_name)]
+            theirs = {p.key_id for p in creds if not is_ours(p.display_name)}
             self.report.max_credentials = max(self.report.max_credentials, len(ours))
             automated = tenant.target != "manual"
             if automated or tenant.confirmed_once:

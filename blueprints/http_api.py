@@ -71,7 +71,7 @@ def provision_tenant(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="tenants", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def list_tenants_http(req: func.HttpRequest) -> func.HttpResponse:
     def work() -> func.HttpResponse:
-        views = [v.to_json() for v in list_tenants(services().deps.vault)]
+        views = [v.to_json() for v in list_tenants(services().deps.vault, services().settings.secret_prefix)]
         return json_response({"tenants": views, "count": len(views)})
 
     return _handle(work)

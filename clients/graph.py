@@ -24,6 +24,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
 from kiota_http.middleware.options import RetryHandlerOption
+from msgraph.generated.applications.applications_request_builder import ApplicationsRequestBuilder
 from msgraph.generated.applications.item.add_password.add_password_post_request_body import (
     AddPasswordPostRequestBody,
 )
@@ -131,6 +132,29 @@ class GraphClient:
                 return None
             raise
         return _app_info(app) if app else None
+
+    def list_tagged(self, tag: str, *, max_pages: int = 100) -> list[AppInfo]:
+        """Apps carrying a tag (``tags/any``), following Graph's paging. Under OwnedBy, only ours."""
+        quoted = tag.replace("'", "''")
+
+        async def go() -> list[Application]:
+            client = await self._graph()
+            query = ApplicationsRequestBuilder.ApplicationsRequestBuilderGetQueryParameters(
+                filter=f"tags/any(t:t eq '{quoted}')", top=100
+            )
+            config: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
+            page = await client.applications.get(config)
+            found: list[Application] = []
+            for _ in range(max_pages):
+                if page is None:
+                    break
+                found += page.value or []
+                if not page.odata_next_link:
+                    break
+                page = await client.applications.with_url(page.odata_next_link).get()
+            return found
+
+        return [_app_info(app) for app in self._run(go())]
 
     def get(self, object_id: str) -> AppInfo:
         async def go() -> Application | None:

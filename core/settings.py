@@ -1,8 +1,8 @@
 """The one settings object, read once from the environment.
 
 Every name here is documented in ``local.settings.sample.json`` and the README,
-and set by ``infra/``; ``tests/test_settings_contract.py`` keeps the three in
-step. Production and local runs differ only in these values, never in code.
+and set by ``infra/``; tests keep them in step (tests/infra for the Bicep,
+tests/test_cli.py for the README table, tests/test_settings.py for the sample). Production and local runs differ only in these values, never in code.
 """
 
 from __future__ import annotations

@@ -270,7 +270,7 @@ def _scenario(emulators: Emulators, storage_connection: str, say: Any, steps: Pr
         queued = queue_client(svc).get_queue_properties().approximate_message_count
         say(f"    {queued} rotation requests queued in Azurite\n")
         with steps.step("queue: rotate_from_queue, one message per tenant (verify through propagation)"):
-            calls = drain(svc)
+            calls = len(drain(svc))
         say(f"    {calls} messages handled; the manual tenant parks until a person pastes the new secret\n")
         say(
             f"    Entra answered {world.calls['entra.token']} token requests for {len(tenants)} new secrets: a new\n"

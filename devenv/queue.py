@@ -3,15 +3,18 @@ queue function, then delete it.
 
 The host's retry shape (host.json ``extensions.queues``) is kept in small: a message whose call
 raised is handed out again, and after ``MAX_DEQUEUE_COUNT`` tries moves to ``<queue>-poison``,
-whose messages go to ``rotation_poison``. Used by the demo; the tests have their own recording
-variant (``tests/support.py``).
+whose messages go to ``rotation_poison``. Used by the demo, the tests and the simulation.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
@@ -37,14 +40,39 @@ def queue_client(services: Services, name: str | None = None) -> QueueClient:
     )
 
 
-def drain(services: Services, *, max_rounds: int = 50) -> int:
+@dataclass
+class Delivery:
+    """One call of a queue function by ``drain``."""
+
+    queue: str
+    message_id: str
+    body: str
+    dequeue_count: int
+    error: str = ""  # the exception's class when the function raised
+
+    @property
+    def request(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.body)
+        return parsed
+
+
+def drain(
+    services: Services,
+    *,
+    max_dequeue_count: int | None = None,
+    max_rounds: int = 50,
+    around: Callable[[Delivery], AbstractContextManager[None]] | None = None,
+) -> list[Delivery]:
     """Deliver every message of the rotation queue (and its poison queue) to its function until
-    both are empty. Returns how many function calls were made."""
+    both are empty, the way the host does: a message whose call raised is handed out again, and
+    after ``maxDequeueCount`` tries moves to ``<queue>-poison``. ``around`` wraps each call (the
+    simulation arms crashes with it). Returns every call, in order."""
     from blueprints.queue import MAX_DEQUEUE_COUNT, rotate_from_queue, rotation_poison
 
+    limit = max_dequeue_count or MAX_DEQUEUE_COUNT
     main = queue_client(services)
     poison = queue_client(services, f"{services.settings.rotation_queue}-poison")
-    calls = 0
+    deliveries: list[Delivery] = []
     for _ in range(max_rounds):
         progressed = False
         for client, function in ((main, rotate_from_queue), (poison, rotation_poison)):
@@ -58,19 +86,24 @@ def drain(services: Services, *, max_rounds: int = 50) -> int:
                 continue
             for message in messages:
                 progressed = True
-                calls += 1
+                delivery = Delivery(client.queue_name, message.id, message.content, message.dequeue_count or 0)
+                deliveries.append(delivery)
                 try:
-                    function(func.QueueMessage(id=message.id, body=message.content, pop_receipt=message.pop_receipt))
+                    with around(delivery) if around else contextlib.nullcontext():
+                        function(
+                            func.QueueMessage(id=message.id, body=message.content, pop_receipt=message.pop_receipt)
+                        )
                 except Exception as exc:
+                    delivery.error = exc.__class__.__name__
                     log.warning(
                         "queue function raised %s (try %s)",
-                        exc.__class__.__name__,
+                        delivery.error,
                         message.dequeue_count,
                         extra={"message_id": message.id},
                     )
                     if client is poison:
                         raise
-                    if (message.dequeue_count or 0) >= MAX_DEQUEUE_COUNT:
+                    if delivery.dequeue_count >= limit:
                         with contextlib.suppress(ResourceExistsError):
                             poison.create_queue()
                         poison.send_message(message.content)
@@ -80,5 +113,5 @@ def drain(services: Services, *, max_rounds: int = 50) -> int:
                     continue
                 client.delete_message(message)
         if not progressed:
-            return calls
+            return deliveries
     raise RuntimeError(f"the rotation queue did not drain in {max_rounds} rounds")

@@ -19,8 +19,9 @@ import azure.functions as func
 
 from blueprints.http_api import provision_tenant
 from clients.factory import Services
-from core.record import MARKER, NylasTarget, RotationState, TenantRecord, secret_name
+from core.record import NylasTarget, RotationState, TenantRecord, secret_name
 from emulators import Emulators
+from rotation.engine import is_ours
 
 NYLAS_V3_KEY = "nyk_v3_local_test_key_0001"
 NYLAS_V2_SECRET = "nylas-v2-local-client-secret-0001"
@@ -128,8 +129,8 @@ def record(svc: Services, tenant: Tenant) -> tuple[Any, TenantRecord]:
 
 def credentials(emulators: Emulators, tenant: Tenant) -> tuple[list[Any], list[Any]]:
     app = emulators.world.graph.apps[tenant.object_id]
-    ours = [p for p in app.password_credentials if (p.display_name or "").startswith(MARKER)]
-    theirs = [p for p in app.password_credentials if not (p.display_name or "").startswith(MARKER)]
+    ours = [p for p in app.password_credentials if is_ours(p.display_name)]
+    theirs = [p for p in app.password_credentials if not is_ours(p.display_name)]
     return ours, theirs
 
 

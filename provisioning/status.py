@@ -26,10 +26,11 @@ def view_of(props: SecretVersion, record: TenantRecord) -> TenantView:
     )
 
 
-def list_tenants(vault: SecretStore) -> Iterator[TenantView]:
+def list_tenants(vault: SecretStore, prefix: str) -> Iterator[TenantView]:
     for props in vault.list_properties():
         record = TenantRecord.from_tags(props.tags)
-        if record is not None and props.enabled:
+        # A copy of a tenant's tags under another name is not that tenant (the scan agrees).
+        if record is not None and props.enabled and props.name.lower() == secret_name(prefix, record.tenant).lower():
             yield view_of(props, record)
 
 

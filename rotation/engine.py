@@ -96,7 +96,10 @@ class Dependencies:
 
 
 def is_ours(display_name: str | None) -> bool:
-    return bool(display_name) and str(display_name).startswith(CREDENTIAL_PREFIX)
+    """Our credentials are named exactly "<prefix> <rotation id>": a name that only starts the same
+    way (say "nylas-entra-rotator-backup", added by a person) is not ours and is never touched."""
+    name = display_name or ""
+    return name == CREDENTIAL_PREFIX or name.startswith(CREDENTIAL_PREFIX + " ")
 
 
 def credential_display_name(rotation_id: str) -> str:
@@ -392,7 +395,8 @@ class RotationEngine:
                 action=(
                     f"Open {dashboard} > App settings > Authentication > Office365 Auth, set client id "
                     f"{record.client_id} and the secret read from Key Vault secret {latest.name} "
-                    f"(version {latest.version}), then POST /api/tenants/{record.tenant}/rotation/confirm."
+                    f"(version {latest.version}), then confirm: POST /api/tenants/{record.tenant}/rotation/confirm, or "
+                    f"`python -m rotator confirm {record.tenant}`."
                 ),
                 details={
                     "client_id": record.client_id,

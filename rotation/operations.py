@@ -38,6 +38,10 @@ def scan_and_queue(services: Services) -> ScanReport:
     )
     for item in report.items:
         services.queue.send(RotationRequest(item.tenant, item.reason, item.version))
+    # Not only Event Grid says so: should its subscription be missing, the nightly scan still alerts.
+    for tenant in report.expired:
+        secret = secret_name(services.settings.secret_prefix, tenant)
+        services.deps.notifier.notify(expired_alert(tenant, {"key_vault_secret": secret}))
     log.info(report.summary(), extra={"step": "scan", **report.counts()})
     return report
 
@@ -65,21 +69,29 @@ def handle_key_vault_event(services: Services, event: KeyVaultEvent) -> EventDec
         return _ignored(event, f"event version {event.version} is no longer the latest ({latest.version})")
     if event.event_type == EXPIRED:
         services.deps.notifier.notify(
-            Alert(
-                kind="secret-expired",
-                tenant=record.tenant,
-                severity=Severity.CRITICAL,
-                summary=f"The client secret of {record.tenant} (key {record.key_id}) has expired: "
-                "Nylas can no longer sign users in",
-                action="A rotation is queued now. If it does not settle within the hour, follow "
-                "docs/runbook.md#secret-expired.",
-                details={"client_id": record.client_id, "key_vault_secret": latest.name, "version": latest.version},
+            expired_alert(
+                record.tenant,
+                {"client_id": record.client_id, "key_id": record.key_id, "key_vault_secret": latest.name},
             )
         )
     reason = "expired-event" if event.event_type == EXPIRED else "near-expiry-event"
     services.queue.send(RotationRequest(record.tenant, reason, latest.version))
     log.info("key vault event queued a rotation", extra={"tenant": record.tenant, "step": "event", "reason": reason})
     return EventDecision("queued", reason, record.tenant)
+
+
+def expired_alert(tenant: str, details: dict[str, str]) -> Alert:
+    return Alert(
+        kind="secret-expired",
+        tenant=tenant,
+        severity=Severity.CRITICAL,
+        summary=f"The client secret of {tenant}"
+        + (f" (key {details['key_id']})" if details.get("key_id") else "")
+        + " has expired: Nylas can no longer sign users in",
+        action="A rotation is queued now. If it does not settle within the hour, follow "
+        "docs/runbook.md#secret-expired.",
+        details=details,
+    )
 
 
 def _ignored(event: KeyVaultEvent, why: str) -> EventDecision:

@@ -193,7 +193,7 @@ def cmd_status(svc: Services, args: argparse.Namespace, io: Io) -> int:
             io.say()
             io.say(_paste_instructions(view.tenant, view.key_vault_secret_id))
         return OK
-    views = sorted(list_tenants(svc.deps.vault), key=lambda v: v.tenant)
+    views = sorted(list_tenants(svc.deps.vault, svc.settings.secret_prefix), key=lambda v: v.tenant)
     if io.as_json:
         io.document({"tenants": [v.to_json() for v in views], "count": len(views)})
         return OK
@@ -371,12 +371,10 @@ def cmd_confirm(svc: Services, args: argparse.Namespace, io: Io) -> int:
 
 
 def cmd_cleanup(svc: Services, args: argparse.Namespace, io: Io) -> int:
-    from rotator.directory import GraphDirectory
-
     cleanup = Cleanup(
         vault=svc.deps.vault,
         graph=svc.deps.graph,
-        directory=GraphDirectory(svc.graph),
+        directory=svc.graph,
         leases=svc.deps.leases,
         prefix=svc.settings.secret_prefix,
         grace=timedelta(minutes=svc.settings.orphan_grace_minutes),

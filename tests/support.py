@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
 
 from clients.factory import Services
-from core.record import MARKER, TenantRecord, secret_name
+from core.record import TenantRecord, secret_name
+from devenv.queue import Delivery, queue_client
+from devenv.queue import drain as drain_queue
 from devenv.scenario import NYLAS_V2_SECRET, NYLAS_V3_KEY, register_nylas, tenant_body
 from emulators import Emulators
+from rotation.engine import is_ours
 
-__all__ = ["NYLAS_V2_SECRET", "NYLAS_V3_KEY", "register_nylas", "tenant_body"]
+__all__ = [
+    "NYLAS_V2_SECRET",
+    "NYLAS_V3_KEY",
+    "Delivery",
+    "drain_queue",
+    "queue_client",
+    "register_nylas",
+    "tenant_body",
+]
+
 
 def http_request(
     method: str,
@@ -50,7 +60,7 @@ def record_of(svc: Services, tenant: str) -> TenantRecord:
 
 def our_credentials(emulators: Emulators, object_id: str) -> list[Any]:
     app = emulators.world.graph.apps[object_id]
-    return [p for p in app.password_credentials if (p.display_name or "").startswith(MARKER)]
+    return [p for p in app.password_credentials if is_ours(p.display_name)]
 
 
 def calls_by_dependency(emulators: Emulators) -> dict[str, int]:
@@ -80,19 +90,6 @@ def provision(emulators: Emulators, tenant: str = "acme", target: str = "v3-conn
     return out
 
 
-def queue_client(svc: Services, name: str | None = None) -> Any:
-    """The Azurite queue the service writes rotation requests to (or ``name``), base64 both ways
-    like the Functions host."""
-    from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
-
-    return QueueClient.from_connection_string(
-        svc.settings.storage.connection_string,
-        name or svc.settings.rotation_queue,
-        message_encode_policy=TextBase64EncodePolicy(),
-        message_decode_policy=TextBase64DecodePolicy(),
-    )
-
-
 def peek_requests(svc: Services) -> list[dict[str, Any]]:
     """The rotation requests waiting in the queue, oldest first, without taking them."""
     from azure.core.exceptions import ResourceNotFoundError
@@ -113,67 +110,6 @@ def peek_requests(svc: Services) -> list[dict[str, Any]]:
     except ResourceNotFoundError:
         return []
     return out
-
-
-@dataclass
-class Delivery:
-    """One call of a queue function by ``drain_queue``."""
-
-    queue: str
-    message_id: str
-    body: str
-    dequeue_count: int
-    error: str = ""  # the exception's class when the function raised
-
-    @property
-    def request(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.body)
-        return data
-
-
-def drain_queue(svc: Services, *, max_dequeue_count: int | None = None, max_rounds: int = 50) -> list[Delivery]:
-    """Play the Functions host for the rotation queue until it is empty.
-
-    Each message goes to ``rotate_from_queue`` as a real ``func.QueueMessage``; a message whose call
-    raised is handed out again, and after ``maxDequeueCount`` tries moves to ``<queue>-poison``,
-    whose messages go to ``rotation_poison``. Returns every call, in order."""
-    from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-
-    from blueprints.queue import MAX_DEQUEUE_COUNT, rotate_from_queue, rotation_poison
-
-    limit = max_dequeue_count or MAX_DEQUEUE_COUNT
-    name = svc.settings.rotation_queue
-    main, poison = queue_client(svc), queue_client(svc, f"{name}-poison")
-    deliveries: list[Delivery] = []
-    for _ in range(max_rounds):
-        progressed = False
-        for client, function in ((main, rotate_from_queue), (poison, rotation_poison)):
-            try:
-                messages = list(client.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=60))
-            except ResourceNotFoundError:
-                continue
-            for message in messages:
-                progressed = True
-                delivery = Delivery(client.queue_name, message.id, message.content, message.dequeue_count)
-                deliveries.append(delivery)
-                try:
-                    function(func.QueueMessage(id=message.id, body=message.content, pop_receipt=message.pop_receipt))
-                except Exception as exc:
-                    delivery.error = exc.__class__.__name__
-                    if client is poison:
-                        raise
-                    if message.dequeue_count >= limit:
-                        with contextlib.suppress(ResourceExistsError):
-                            poison.create_queue()
-                        poison.send_message(message.content)
-                        client.delete_message(message)
-                    else:
-                        client.update_message(message, visibility_timeout=0)
-                    continue
-                client.delete_message(message)
-        if not progressed:
-            return deliveries
-    raise AssertionError(f"the rotation queue did not drain in {max_rounds} rounds")
 
 
 def key_vault_event(

@@ -12,7 +12,6 @@ from core.record import MARKER, NylasTarget, RotationState, TenantRecord, secret
 from devenv.scenario import add_foreign_credential, credentials, provision, record
 from rotation.engine import is_due
 from rotation.maintenance import Cleanup, Disposition, NextRun, Why, plan, window_days
-from rotator.directory import GraphDirectory
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 STUCK_AFTER = timedelta(hours=6)
@@ -176,7 +175,7 @@ def cleanup(svc) -> Cleanup:
     return Cleanup(
         vault=svc.deps.vault,
         graph=svc.deps.graph,
-        directory=GraphDirectory(svc.graph),
+        directory=svc.graph,
         leases=svc.deps.leases,
         prefix=svc.settings.secret_prefix,
         grace=timedelta(minutes=svc.settings.orphan_grace_minutes),
