@@ -1,0 +1,137 @@
+"""Real crashes: the operator CLI, in a process of its own, is killed with SIGKILL by the
+emulators the moment a randomly chosen outside call arrives, then run again normally.
+
+The service's code carries no test hook: the emulators are told the CLI's pid through their
+fault API (``kill_pid``) and kill it themselves. After each kill, the tenant's blob lease is
+broken, as its expiry would after LEASE_SECONDS; then a normal run must settle everything
+and every invariant of the design must hold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devenv.scenario import (
+    Tenant,
+    add_foreign_credential,
+    check_anytime,
+    check_settled,
+    mark_baseline,
+    provision,
+    register_nylas,
+    tenant_body,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = int(os.environ.get("CRASH_RUNS", "50"))  # each: one killed run, then one normal run
+KILLED = -signal.SIGKILL
+
+
+def cli(env_file: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "rotator", "--env-file", str(env_file), "--json", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"},
+    )
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+
+@pytest.fixture
+def env_file(env: dict[str, str], tmp_path: Path) -> Path:
+    path = tmp_path / "local.env"
+    path.write_text("".join(f"{k}={v}\n" for k, v in env.items()), encoding="utf-8")
+    return path
+
+
+def outside_routes(emulators) -> list[tuple[str, int]]:
+    """(route, nth occurrence) of every outside call in the emulators' log, in order."""
+    seen: dict[str, int] = {}
+    routes = []
+    for route, _method, _path, _status in list(emulators.world.call_log):
+        if route.startswith("control."):
+            continue
+        seen[route] = seen.get(route, 0) + 1
+        routes.append((route, seen[route]))
+    return routes
+
+
+def run_killed(emulators, env_file: Path, route: tuple[str, int], *args: str) -> bool:
+    """Start the CLI, arm the kill at the chosen call, wait. True when it was killed there."""
+    process = cli(env_file, *args)
+    name, nth = route
+    emulators.world.faults.inject(name, kill_pid=process.pid, skip=nth - 1, times=1)
+    code, _out, _err = finish(process)
+    emulators.world.faults.clear()
+    return code == KILLED
+
+
+@pytest.mark.slow
+def test_cli_rotation_killed_at_random_outside_calls_settles_on_the_next_run(svc, emulators, env_file):
+    tenant = provision(svc, emulators, "crash", "v3-connector")
+    add_foreign_credential(emulators, tenant, "made by hand")
+    emulators.world.reset_calls()
+    code, _, err = finish(cli(env_file, "rotate", tenant.name))
+    assert code == 0, err[-2000:]
+    routes = outside_routes(emulators)
+    assert len(routes) >= 10
+    rng = random.Random(2026)
+    kills = 0
+    for run in range(RUNS):
+        mark_baseline(svc, tenant)
+        route = rng.choice(routes)
+        kills += run_killed(emulators, env_file, route, "rotate", tenant.name)
+        assert check_anytime(svc, emulators, tenant) == [], f"run {run}, killed at {route}"
+        svc.deps.leases.break_all()  # what the lease's expiry does after a crash
+        code, _out, err = finish(cli(env_file, "rotate", tenant.name))
+        assert code == 0, f"run {run}, after a kill at {route}: {err[-1500:]}"
+        assert check_settled(svc, emulators, tenant) == [], f"run {run}, killed at {route}"
+    assert kills >= RUNS * 0.9, f"only {kills} of {RUNS} runs reached their kill point"
+
+
+@pytest.mark.slow
+def test_cli_provisioning_killed_at_random_outside_calls_converges_on_the_next_run(svc, emulators, env_file, tmp_path):
+    targets = ("v3-connector", "v2-integration")
+    routes = {}
+    for target in targets:  # the calls a fresh CLI process makes to provision one tenant of each target
+        probe = tenant_body(f"probe-{target}", target)
+        register_nylas(emulators, probe)
+        (tmp_path / "probe.json").write_text(json.dumps(probe))
+        emulators.world.reset_calls()
+        code, _out, err = finish(cli(env_file, "provision", str(tmp_path / "probe.json")))
+        assert code == 0, err[-2000:]
+        routes[target] = outside_routes(emulators)
+    rng = random.Random(1999)
+    kills = 0
+    for run in range(RUNS):
+        target = targets[run % 2]
+        body = tenant_body(f"kill-{run}", target)
+        register_nylas(emulators, body)
+        request = tmp_path / f"kill-{run}.json"
+        request.write_text(json.dumps(body))
+        route = rng.choice(routes[target])
+        kills += run_killed(emulators, env_file, route, "provision", str(request))
+        svc.deps.leases.break_all()
+        code, out, err = finish(cli(env_file, "provision", str(request)))
+        assert code == 0, f"run {run}, after a kill at {route}: {err[-1500:]}"
+        view = json.loads(out)
+        view = view.get("tenant", view) if isinstance(view.get("tenant"), dict) else view
+        tenant = Tenant(body["tenant"], body, view["appObjectId"], view["clientId"], body["nylas"]["appId"], target)
+        apps = [a for a in emulators.world.graph.apps.values() if a.unique_name == f"nylas-entra-{body['tenant']}"]
+        assert len(apps) == 1, f"run {run}, killed at {route}: {len(apps)} apps"
+        assert check_settled(svc, emulators, tenant) == [], f"run {run}, killed at {route}"
+    assert kills >= RUNS * 0.9, f"only {kills} of {RUNS} runs reached their kill point"
