@@ -44,6 +44,11 @@ class LoadResult:
     latency: float
     peak_rss_mb: float
     rotated: int
+    cpu_seconds: float = 0.0  # this process's CPU (user + system) during the level
+
+    @property
+    def cpu_ms_per_rotation(self) -> float:
+        return 1000 * self.cpu_seconds / max(self.rotated, 1)
 
     @property
     def bound(self) -> float:
@@ -116,15 +121,17 @@ def run_level(remote: RemoteEmulators, names: list[str], concurrency: int, laten
         rotate_from_queue(func.QueueMessage(id=uuid.uuid4().hex, body=body))
 
     with PeakRss() as rss:
+        cpu_before = time.process_time()
         started = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(one, bodies))
         wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu_before
     remote.latency(0)
     calls = remote.calls()
     total = sum(n for route, n in calls.items() if not route.startswith("control."))
     return LoadResult(
-        concurrency, len(names), wall, total, latency, rss.peak / 2**20, calls.get("graph.add_password", 0)
+        concurrency, len(names), wall, total, latency, rss.peak / 2**20, calls.get("graph.add_password", 0), cpu
     )
 
 
@@ -141,7 +148,9 @@ def build(remote: RemoteEmulators, azurite: Azurite) -> Services:
     return build_services(Settings.from_env(env), clock=remote, sleep=remote.sleep, notifier=RecordingNotifier())
 
 
-def measure(tenants: int, latency_ms: float, levels: list[int]) -> list[LoadResult]:
+def measure(tenants: int, latency_ms: float, levels: list[int], *, floor: bool = False) -> list[LoadResult]:
+    """One result per concurrency level; with ``floor``, one more at the highest level with no
+    added latency: what the machine itself allows (CPU of the service, emulators and Azurite)."""
     with RemoteEmulators() as remote, start_azurite() as azurite:
         svc = build(remote, azurite)
         use_services(svc)
@@ -152,6 +161,9 @@ def measure(tenants: int, latency_ms: float, levels: list[int]) -> list[LoadResu
             for level in levels:
                 print(f"rotating {tenants} tenants at concurrency {level}...", file=sys.stderr, flush=True)
                 results.append(run_level(remote, names, level, latency_ms / 1000))
+            if floor:
+                print(f"rotating {tenants} tenants at concurrency {max(levels)}, no latency...", file=sys.stderr)
+                results.append(run_level(remote, names, max(levels), 0.0))
             return results
         finally:
             use_services(None)
@@ -161,13 +173,15 @@ def measure(tenants: int, latency_ms: float, levels: list[int]) -> list[LoadResu
 def table(results: list[LoadResult]) -> str:
     head = (
         "| concurrency | tenants rotated | outside calls | calls/rotation | bound (s) | wall (s) "
-        "| wall / bound | peak RSS (MiB) |"
+        "| wall / bound | service CPU / rotation (ms) | peak RSS (MiB) |"
     )
-    rows = [head, "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [head, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
+        level = f"{r.concurrency}" if r.latency else f"{r.concurrency}, no latency (floor)"
+        bound, ratio = (f"{r.bound:.1f}", f"{r.ratio:.2f}") if r.latency else ("-", "-")
         rows.append(
-            f"| {r.concurrency} | {r.rotated} | {r.calls} | {r.calls / max(r.tenants, 1):.1f} | {r.bound:.1f} "
-            f"| {r.wall:.1f} | {r.ratio:.2f} | {r.peak_rss_mb:.0f} |"
+            f"| {level} | {r.rotated} | {r.calls} | {r.calls / max(r.tenants, 1):.1f} | {bound} "
+            f"| {r.wall:.1f} | {ratio} | {r.cpu_ms_per_rotation:.0f} | {r.peak_rss_mb:.0f} |"
         )
     return "\n".join(rows)
 
@@ -180,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = measure(args.tenants, args.latency_ms, args.concurrency)
     print(table(results))
-    print(f"median wall/bound: {statistics.median(r.ratio for r in results):.2f}")
+    print(f"median wall/bound: {statistics.median(r.ratio for r in results if r.latency):.2f}")
     return 0 if all(r.rotated == r.tenants for r in results) else 1
 
 

@@ -8,6 +8,7 @@ from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 from azure.identity import ClientSecretCredential
 
 from clients.interfaces import VerifyOutcome, VerifyResult
+from clients.retrying import pooled_transport
 from core.errors import DependencyUnavailable
 
 DEPENDENCY = "entra-id"
@@ -33,6 +34,9 @@ class EntraVerifier:
         retry_base_seconds: float = 1.0,
     ) -> None:
         self._retry = {"retry_total": max_retries, "retry_backoff_factor": retry_base_seconds}
+        # One pooled transport for every check: a new credential per check (so no cached token
+        # proves anything), but not a new TLS connection per check.
+        self._transport = pooled_transport(ca_bundle=ca_bundle, timeout=timeout)
         self.tenant_id = tenant_id
         self._instance_discovery = instance_discovery
         self._authority = authority_host
@@ -40,7 +44,12 @@ class EntraVerifier:
         self._timeout = timeout
 
     def verify(self, client_id: str, client_secret: str) -> VerifyResult:
-        options: dict[str, object] = {"authority": self._authority, "connection_timeout": self._timeout, **self._retry}
+        options: dict[str, object] = {
+            "authority": self._authority,
+            "connection_timeout": self._timeout,
+            "transport": self._transport,
+            **self._retry,
+        }
         if not self._instance_discovery:
             options["disable_instance_discovery"] = True
         if self._ca_bundle:

@@ -17,6 +17,7 @@ from azure.core.exceptions import (
 from azure.keyvault.secrets import SecretClient, SecretProperties
 
 from clients.interfaces import SecretVersion
+from clients.retrying import pooled_transport
 from core.errors import DependencyError, DependencyRejected, DependencyUnavailable
 
 DEPENDENCY = "key-vault"
@@ -45,6 +46,7 @@ class KeyVaultStore:
         }
         if ca_bundle:
             options["connection_verify"] = ca_bundle
+        options["transport"] = pooled_transport(ca_bundle=ca_bundle, timeout=timeout)
         self.client = SecretClient(vault_url, credential, **options)
 
     def get(self, name: str, version: str | None = None) -> SecretVersion | None:

@@ -19,7 +19,7 @@ from typing import Any
 import requests
 
 from clients.interfaces import NylasApp, PushStatus
-from clients.retrying import send_with_retries
+from clients.retrying import default_verify, http_session, send_with_retries
 from core.clock import Sleep, real_sleep
 from core.errors import DependencyRejected, DependencyUnavailable
 
@@ -39,11 +39,11 @@ class NylasGatewayHttp:
     ) -> None:
         self._v3 = dict(v3_api)
         self._v2 = dict(v2_api)
-        self._verify: str | bool = ca_bundle or True
+        self._verify = default_verify(ca_bundle)
         self._timeout = timeout
         self._max_retries = max_retries
         self._sleep = sleep
-        self._session = requests.Session()
+        self._session = http_session()
 
     def push(self, app: NylasApp, client_id: str, client_secret: str, tenant_id: str) -> PushStatus:
         if app.target == "manual":

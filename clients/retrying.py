@@ -8,6 +8,7 @@ network errors a few times, and never 400/401/403/404: those will not get better
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import requests
 
@@ -48,3 +49,41 @@ def send_with_retries(
         sleep(wait_from_headers(response) or delay)
         delay *= 2
     raise AssertionError("unreachable")
+
+
+def http_session(pool_size: int = 64) -> requests.Session:
+    """A requests session for many threads and many calls. requests reads the proxy variables
+    from the whole environment on every request (about 4 ms of CPU per rotation, measured in
+    docs/benchmarks.md); read them once here instead, and pool enough connections that
+    concurrent calls do not each pay a TLS handshake."""
+    from urllib.request import getproxies
+
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    session.trust_env = False
+    session.proxies.update({k: v for k, v in getproxies().items() if k in ("http", "https", "no")})
+    session.mount("https://", HTTPAdapter(pool_connections=8, pool_maxsize=pool_size))
+    return session
+
+
+def default_verify(ca_bundle: str) -> str | bool:
+    """What to trust: the CA_BUNDLE setting, else the bundle the environment names (as requests
+    would, had it been allowed to read the environment), else the default store."""
+    import os
+
+    return ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+
+
+def pooled_transport(*, pool_size: int = 64, ca_bundle: str = "", timeout: float = 30.0) -> Any:
+    """An azure-core transport over one pooled requests session, for SDK clients used from many
+    threads at once: the default pool keeps 10 connections per host, so at higher concurrency
+    every extra request paid a fresh TLS handshake (see docs/benchmarks.md)."""
+    from azure.core.pipeline.transport import RequestsTransport
+
+    options: dict[str, Any] = {
+        "connection_timeout": timeout,
+        "read_timeout": timeout,
+        "connection_verify": default_verify(ca_bundle),
+    }
+    return RequestsTransport(session=http_session(pool_size), session_owner=False, **options)

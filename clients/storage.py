@@ -12,7 +12,12 @@ import threading
 from collections.abc import Iterator
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ServiceRequestError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+)
 from azure.storage.blob import BlobLeaseClient, BlobServiceClient
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
@@ -77,10 +82,15 @@ class BlobLeaseManager:
         try:
             self._ensure_container()
             blob = self._container.get_blob_client(tenant)
-            with contextlib.suppress(ResourceExistsError, HttpResponseError):
-                blob.upload_blob(b"", overwrite=False)
             lease_client = BlobLeaseClient(blob)
-            lease_client.acquire(lease_duration=self._seconds)
+            try:
+                lease_client.acquire(lease_duration=self._seconds)
+            except ResourceNotFoundError:
+                # The tenant's first run: make its (empty) lease blob, then lease it. The blob
+                # stays, so every later run costs one acquire and one release.
+                with contextlib.suppress(ResourceExistsError):
+                    blob.upload_blob(b"", overwrite=False)
+                lease_client.acquire(lease_duration=self._seconds)
         except HttpResponseError as exc:
             if exc.status_code == 409:
                 raise LeaseBusy(f"tenant {tenant} is being rotated by another run") from None
