@@ -34,3 +34,42 @@ def test_provision_creates_app_stores_secret_and_configures_nylas(svc, emulators
     else:
         assert out["rotationState"] == "current"
         assert emulators.world.nylas_secret_works(body["nylas"]["appId"])
+
+
+@pytest.mark.parametrize(
+    ("auth", "audience", "redirect", "sign_in"),
+    [
+        (
+            {"mode": "hosted", "region": "eu"},
+            "multi-org",
+            "https://ireland.api.nylas.com/oauth/callback",
+            "AzureADMultipleOrgs",
+        ),
+        (
+            {"mode": "native", "redirectUri": "https://mail.example.com/nylas/callback"},
+            "single-org",
+            "https://mail.example.com/nylas/callback",
+            "AzureADMyOrg",
+        ),
+    ],
+)
+def test_provision_registers_the_app_as_the_nylas_page_asks(svc, emulators, auth, audience, redirect, sign_in):
+    body = tenant_body("shape", "v3-connector", auth=auth, audience=audience)
+    register_nylas(emulators, body)
+
+    out = response_json(post(body))
+
+    app = emulators.world.graph.apps[out["appObjectId"]].data
+    assert app["displayName"] == body["displayName"]
+    assert app["signInAudience"] == sign_in
+    assert app["web"]["redirectUris"] == [redirect]
+    assert out["redirectUri"] == redirect
+    assert "nylas-entra-rotator" in app["tags"]
+    granted = {(r["resourceAppId"], a["id"]) for r in app["requiredResourceAccess"] for a in r["resourceAccess"]}
+    assert ("00000003-0000-0000-c000-000000000000", "cb8f45a0-5c2e-4ea1-b803-84b870a7d7ec") in granted  # Place.Read.All
+    assert ("00000002-0000-0ff1-ce00-000000000000", "3b5f3d61-589b-4a3c-a359-5dd4b5ee5bd5") in granted  # EWS
+    assert len(granted) == 8
+    assert any("Place.Read.All" in w for w in out["warnings"])
+    consent_tenant = "organizations" if audience == "multi-org" else emulators.world.entra.tenant_id
+    assert f"/{consent_tenant}/adminconsent?client_id={out['clientId']}" in out["adminConsentUrl"]
+    assert emulators.world.nylas_secret_works(body["nylas"]["appId"])
