@@ -31,7 +31,7 @@ log = logging.getLogger("http")
 
 def _tenant(req: func.HttpRequest) -> str:
     tenant = str(req.route_params.get("tenant", ""))
-    if not SLUG.match(tenant) or len(tenant) > 40:
+    if not SLUG.fullmatch(tenant) or len(tenant) > 40:
         raise BadRequest(
             "tenant must be lowercase letters, digits and single dashes, 1 to 40 characters", field="tenant"
         )

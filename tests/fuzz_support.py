@@ -1,0 +1,270 @@
+"""Helpers for tests/test_fuzz_http.py: requests generated from docs/openapi.yaml (by schemathesis,
+and by hand for raw bytes and path edge cases), dispatched to the real function handlers, and the
+oracle that says, from the document alone, whether a request is valid.
+
+The oracle is the OpenAPI document read with ECMA-262 regular expressions (what the document's
+`pattern`s mean: `$` ends the input, it does not also match before a final newline, as Python's
+`re.search` lets it), plus RFC 8259/7493 rules for the body: strict JSON, no duplicate names, no
+lone surrogates, no NaN/Infinity.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import azure.functions as func
+import yaml
+from jsonschema import Draft202012Validator, validators
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
+BASE_URL = "https://func.example"
+MAX_BODY_BYTES = 65536  # the document's 413 answer
+
+# Emulator route ids that change something (docs/emulators.md, "Route ids").
+WRITE_MARKERS = ("set_", "update_", "add_", "remove_", "patch", "upsert", "create_", "delete_", "purge", "recover")
+
+
+# --- the document ------------------------------------------------------------------------------
+
+
+@cache
+def document() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(DOC_PATH.read_text(encoding="utf-8"))
+    return loaded
+
+
+def operations() -> list[tuple[str, str, dict[str, Any]]]:
+    """(path, METHOD, operation) for every operation in the document."""
+    return [
+        (path, method.upper(), op)
+        for path, item in document()["paths"].items()
+        for method, op in item.items()
+        if method in {"get", "post", "put", "patch", "delete"}
+    ]
+
+
+def operation(operation_id: str) -> tuple[str, str, dict[str, Any]]:
+    return next(o for o in operations() if o[2]["operationId"] == operation_id)
+
+
+def resolve(node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        target: Any = document()
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def _ecma_pattern(checker: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterator[Any]:
+    """`pattern` as ECMA-262 reads it: a final `$` matches only at the very end of the input."""
+    if not isinstance(instance, str):
+        return
+    python = re.sub(r"(?<!\\)\$$", r"\\Z", pattern)
+    if not re.search(python, instance):
+        from jsonschema.exceptions import ValidationError
+
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+EcmaValidator = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})
+
+
+@cache
+def validator(name: str) -> Any:
+    registry: Registry[Any] = Registry().with_resource("urn:openapi", Resource.from_contents(document(), DRAFT202012))
+    return EcmaValidator(
+        {"$ref": f"urn:openapi#/components/schemas/{name}"},
+        registry=registry,
+        format_checker=Draft202012Validator.FORMAT_CHECKER,
+    )
+
+
+def schema_errors(name: str, instance: Any) -> list[str]:
+    return [e.message for e in validator(name).iter_errors(instance)]
+
+
+# --- the body as the document reads it ---------------------------------------------------------
+
+NOT_JSON = object()
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError("duplicate name")
+        out[key] = value
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _encodable(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_encodable(k) and _encodable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_encodable(v) for v in value)
+    return True
+
+
+def json_media_type(content_type: str) -> bool:
+    """`application/json`, in UTF-8: a charset parameter, when it names one, names UTF-8 (JSON's
+    only encoding, RFC 8259; a bare `charset` names none)."""
+    media, _, params = content_type.partition(";")
+    if media.strip().lower() != "application/json":
+        return False
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in {"", "utf-8", "utf8"}:
+            return False
+    return True
+
+
+def strict_json(raw: bytes) -> Any:
+    """The JSON value of raw (UTF-8, RFC 8259 with I-JSON's unique names and no lone surrogates),
+    or NOT_JSON."""
+    try:
+        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return NOT_JSON
+    return value if _encodable(value) else NOT_JSON
+
+
+# --- one generated request ----------------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    """One request to one handler, and what the document says about it."""
+
+    operation_id: str
+    method: str
+    path: str  # the templated path, e.g. /api/tenants/{tenant}
+    route_params: dict[str, str] = field(default_factory=dict)
+    raw: bytes = b""
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    origin: str = ""  # which generator made it (for hypothesis.event and failure messages)
+
+    @property
+    def has_body(self) -> bool:
+        return "requestBody" in operation(self.operation_id)[2]
+
+    def body(self) -> Any:
+        """The body's JSON value, or NOT_JSON when the body is not readable JSON as documented."""
+        if self.content_type is None or not json_media_type(self.content_type) or len(self.raw) > MAX_BODY_BYTES:
+            return NOT_JSON
+        return strict_json(self.raw)
+
+    def problems(self) -> list[str]:
+        """Why the document says this request is invalid; empty when it is valid."""
+        found = []
+        op = operation(self.operation_id)[2]
+        for param in op.get("parameters", []) + document()["paths"][self.path].get("parameters", []):
+            param = resolve(param)
+            if param["in"] == "path":
+                value = self.route_params.get(param["name"], "")
+                name = param["schema"]["$ref"].rsplit("/", 1)[1]
+                found += [f"path {param['name']}: {e}" for e in schema_errors(name, value)]
+        if self.has_body:
+            body = self.body()
+            if body is NOT_JSON:
+                found.append("body: not application/json (UTF-8, at most 64 KiB, strict JSON)")
+            else:
+                media = op["requestBody"]["content"]["application/json"]
+                name = media["schema"]["$ref"].rsplit("/", 1)[1]
+                found += [f"body: {e}" for e in schema_errors(name, body)]
+        return found
+
+    @property
+    def url(self) -> str:
+        path = self.path
+        for name, value in self.route_params.items():
+            path = path.replace("{" + name + "}", value)
+        return BASE_URL + path
+
+    def request(self) -> func.HttpRequest:
+        headers = dict(self.headers)
+        if self.content_type is not None:
+            headers["Content-Type"] = self.content_type
+        return func.HttpRequest(
+            method=self.method,
+            url=self.url,
+            headers=headers,
+            params=self.params,
+            route_params=self.route_params,
+            body=self.raw,
+        )
+
+    def describe(self) -> str:
+        return (
+            f"{self.method} {self.path} [{self.origin}] route_params={self.route_params!r} "
+            f"content_type={self.content_type!r} body={self.raw[:600]!r}"
+        )
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def call_from_case(case: Any, operation_id: str, origin: str) -> Call:
+    """A schemathesis Case as the Functions host would hand it over: path parameters decoded,
+    query and headers as strings, the body serialized as JSON (bytes as they are)."""
+    from schemathesis.core import NotSet
+
+    path_params = {k: unquote(_text(v)) for k, v in (case.path_parameters or {}).items()}
+    headers = {str(k): _text(v) for k, v in (case.headers or {}).items()}
+    headers.pop("Content-Type", None)
+    params = {str(k): _text(v) for k, v in (case.query or {}).items()}
+    content_type = None
+    raw = b""
+    if not isinstance(case.body, NotSet):
+        content_type = case.media_type or "application/json"
+        raw = case.body if isinstance(case.body, bytes) else json.dumps(case.body).encode("utf-8")
+    return Call(operation_id, case.method.upper(), case.path, path_params, raw, content_type, headers, params, origin)
+
+
+# --- what came back -----------------------------------------------------------------------------
+
+
+def strings_in(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
+
+
+def writes(calls: dict[str, int]) -> dict[str, int]:
+    return {r: n for r, n in calls.items() if n and any(m in r for m in WRITE_MARKERS)}
+
+
+def outside(calls: dict[str, int]) -> dict[str, int]:
+    return {r: n for r, n in calls.items() if n and not r.startswith("control.")}
+
+
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
