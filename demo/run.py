@@ -179,7 +179,7 @@ def run(
             with steps.step("Azurite (blob leases, the rotation queue)"):
                 storage_connection = stack.enter_context(start_azurite()).connection_string
         ok = _scenario(emulators, storage_connection, say, steps)
-        secrets = _world_secrets(emulators)
+        secrets = emulators.world.secret_values()
     printed = tee_out.copy.getvalue() + tee_progress.copy.getvalue()
     leaked = [s for s in secrets if s in printed]
     say(f"  {OK if not leaked else BAD} no secret value appears in this output ({len(secrets)} known to the world)\n")
@@ -366,21 +366,6 @@ def _date(value: datetime | None) -> str:
     from rotator.output import date
 
     return date(value)
-
-
-def _world_secrets(emulators: Emulators) -> set[str]:
-    """Every secret value the emulated world knows (as the tests' no-leak check reads them)."""
-    world = emulators.world
-    found: set[str] = set()
-    with world.lock:
-        for entry in world.keyvault.secrets.values():
-            found.update(v.value for v in entry.versions)
-        for app in world.graph.apps.values():
-            found.update(p.secret for p in app.password_credentials)
-        for nylas in world.nylas.apps.values():
-            found.add(nylas.credential)
-            found.update(h.secret for h in nylas.history)
-    return {s for s in found if s and len(s) >= 8}
 
 
 def configure_logging() -> Path:

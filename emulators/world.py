@@ -768,6 +768,20 @@ class World:
         self.graph.apps[app.object_id] = app
         self.keyvault.allowed_clients = {ident.client_id}
 
+    def secret_values(self) -> set[str]:
+        """Every secret value this world knows (Key Vault values, Entra passwords, Nylas
+        credentials): what a no-leak check looks for in logs, alerts and output."""
+        found: set[str] = set()
+        with self.lock:
+            for entry in self.keyvault.secrets.values():
+                found.update(v.value for v in entry.versions)
+            for app in self.graph.apps.values():
+                found.update(p.secret for p in app.password_credentials)
+            for nylas in self.nylas.apps.values():
+                found.add(nylas.credential)
+                found.update(h.secret for h in nylas.history)
+        return {s for s in found if s and len(s) >= 8}
+
     def nylas_secret_works(self, app_id: str) -> bool:
         """True iff the secret Nylas holds for app_id gets a token for the Entra app it names."""
         held = self.nylas.current(app_id)

@@ -50,21 +50,6 @@ def _all_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
 
 
-def world_secrets(emulators: Emulators) -> set[str]:
-    """Every secret value the emulated world knows: Key Vault values, Entra passwords, Nylas credentials."""
-    world = emulators.world
-    found: set[str] = set()
-    with world.lock:
-        for entry in world.keyvault.secrets.values():
-            found.update(v.value for v in entry.versions)
-        for app in world.graph.apps.values():
-            found.update(p.secret for p in app.password_credentials)
-        for nylas in world.nylas.apps.values():
-            found.add(nylas.credential)
-            found.update(h.secret for h in nylas.history)
-    return {s for s in found if s and len(s) >= 8}
-
-
 @pytest.fixture(autouse=True)
 def _no_secret_in_logs_or_alerts(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """A secret value never appears in a log record or an alert: checked after every test that ran
@@ -76,7 +61,7 @@ def _no_secret_in_logs_or_alerts(request: pytest.FixtureRequest, caplog: pytest.
     emulators: Emulators = request.getfixturevalue("emulators")
     alerts = request.getfixturevalue("alerts") if "alerts" in request.fixturenames else None
     yield
-    secrets = world_secrets(emulators)
+    secrets = emulators.world.secret_values()
     texts = [r.getMessage() + " " + str(r.__dict__) for r in caplog.records]
     texts += [r.exc_text or "" for r in caplog.records]
     if alerts is not None:

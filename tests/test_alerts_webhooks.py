@@ -24,7 +24,6 @@ from clients.factory import Services, use_services
 from clients.interfaces import Alert, RotationRequest, Severity
 from devenv.wiring import local_services
 from rotation.events import EXPIRED
-from tests.conftest import world_secrets
 from tests.support import drain_queue, key_vault_event, provision, record_of, run_nightly_scan
 
 # Webhook URLs carry their credential (Teams `sig=`, Slack's path): it must never reach a log.
@@ -108,7 +107,7 @@ def expire(emulators, tenant: str) -> None:
 
 def assert_no_secret(emulators, payloads: list[dict[str, Any]]) -> None:
     text = json.dumps(payloads)
-    leaked = [s[:3] + "…" for s in world_secrets(emulators) if s in text]
+    leaked = [s[:3] + "…" for s in emulators.world.secret_values() if s in text]
     assert not leaked, f"secret values (hints shown) in webhook payloads: {leaked}"
 
 

@@ -21,7 +21,6 @@ from devenv.scenario import (
     tenant_body,
 )
 from rotator.cli import main
-from tests.conftest import world_secrets
 
 INTO_WINDOW_DAYS = 710
 WRITE_WORDS = ("set", "update", "add", "remove", "patch", "create", "delete", "upsert", "purge", "recover")
@@ -34,7 +33,7 @@ def cli(capsys, emulators):
     def run(*argv: str) -> tuple[int, str, str]:
         code = main(list(argv))
         out, err = capsys.readouterr()
-        leaked = [s[:3] + "…" for s in world_secrets(emulators) if s in out or s in err]
+        leaked = [s[:3] + "…" for s in emulators.world.secret_values() if s in out or s in err]
         assert not leaked, f"secret values (hints shown) printed by {argv}: {leaked}"
         return code, out, err
 

@@ -41,7 +41,6 @@ from blueprints.http_api import (
     rotate_tenant,
 )
 from core.record import SLUG, secret_name
-from tests.conftest import world_secrets
 from tests.fuzz_support import (
     DOC_PATH,
     MAX_BODY_BYTES,
@@ -217,7 +216,7 @@ class Harness:
             quoted = [v[:12] for v in sent_values(call) if v in text or any(v in t for t in strings_in(body))]
             assert not quoted, f"the refusal quotes values sent {quoted}: {where}"
 
-        secrets = world_secrets(self.emulators) | ({sent_credential(call)} - {""})
+        secrets = self.emulators.world.secret_values() | ({sent_credential(call)} - {""})
         answered = [text, *strings_in(body)]
         leaked = [s[:3] + "…" for s in secrets if any(s in t for t in answered)]
         assert not leaked, f"the answer quotes secrets {leaked}: {where}"
