@@ -81,6 +81,7 @@ def run_killed(emulators, env_file: Path, route: tuple[str, int], *args: str) ->
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # 50 pairs of CLI processes; well past the default on a loaded 2-core machine
 def test_cli_rotation_killed_at_random_outside_calls_settles_on_the_next_run(svc, emulators, env_file):
     tenant = provision(svc, emulators, "crash", "v3-connector")
     add_foreign_credential(emulators, tenant, "made by hand")
@@ -104,6 +105,7 @@ def test_cli_rotation_killed_at_random_outside_calls_settles_on_the_next_run(svc
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # 50 pairs of CLI processes; well past the default on a loaded 2-core machine
 def test_cli_provisioning_killed_at_random_outside_calls_converges_on_the_next_run(svc, emulators, env_file, tmp_path):
     targets = ("v3-connector", "v2-integration")
     routes = {}
