@@ -183,7 +183,7 @@ A repeated provisioning of an existing tenant makes 1 call (one Key Vault read).
 
 The emulators run in their own process; this process holds only the service. Bound = outside
 calls x latency / concurrency: what the calls alone cost if nothing else did. The rest is the
-service's own work, TLS, and the blob lease in Azurite (three storage calls per rotation, not
+service's own work, TLS, and the blob lease in Azurite (two storage calls per rotation, not
 in the bound).
 
 {rotation_load.table(load)}
