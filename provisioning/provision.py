@@ -56,6 +56,29 @@ class TenantView:
     admin_consent_url: str = ""
     warnings: tuple[str, ...] = field(default=())
 
+    @classmethod
+    def of(
+        cls,
+        record: TenantRecord,
+        secret_id: str,
+        expires_on: datetime | None,
+        updated_on: datetime | None = None,
+    ) -> TenantView:
+        """The view of a tenant record (a Key Vault version's tags) and its version's attributes."""
+        return cls(
+            tenant=record.tenant,
+            app_object_id=record.app_object_id,
+            client_id=record.client_id,
+            key_id=record.key_id,
+            key_vault_secret_id=secret_id,
+            expires_on=expires_on,
+            state=record.state.value,
+            nylas_target=record.nylas_target.value,
+            nylas_region=record.nylas_region,
+            nylas_app_id=record.nylas_app_id,
+            updated_on=updated_on,
+        )
+
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
             "tenant": self.tenant,
@@ -285,17 +308,8 @@ class Provisioner:
         notes = list(warnings or [])
         if outcome and outcome.result is Result.AWAITING_CONFIRMATION:
             notes.append("Nylas target is manual: paste the client secret in the Nylas dashboard, then confirm")
-        return TenantView(
-            tenant=record.tenant,
-            app_object_id=record.app_object_id,
-            client_id=record.client_id,
-            key_id=record.key_id,
-            key_vault_secret_id=secret_id,
-            expires_on=expires_on,
-            state=record.state.value,
-            nylas_target=record.nylas_target.value,
-            nylas_region=record.nylas_region,
-            nylas_app_id=record.nylas_app_id,
+        return replace(
+            TenantView.of(record, secret_id, expires_on),
             redirect_uri=request.redirect_uri if request else "",
             admin_consent_url=f"{self.authority_host}/{consent_tenant}/adminconsent?client_id={record.client_id}",
             warnings=tuple(notes),

@@ -11,19 +11,7 @@ from provisioning.provision import TenantView
 
 
 def view_of(props: SecretVersion, record: TenantRecord) -> TenantView:
-    return TenantView(
-        tenant=record.tenant,
-        app_object_id=record.app_object_id,
-        client_id=record.client_id,
-        key_id=record.key_id,
-        key_vault_secret_id=props.id,
-        expires_on=props.expires_on,
-        state=record.state.value,
-        nylas_target=record.nylas_target.value,
-        nylas_region=record.nylas_region,
-        nylas_app_id=record.nylas_app_id,
-        updated_on=props.updated_on,
-    )
+    return TenantView.of(record, props.id, props.expires_on, props.updated_on)
 
 
 def list_tenants(vault: SecretStore, prefix: str) -> Iterator[TenantView]:

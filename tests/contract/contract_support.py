@@ -24,28 +24,25 @@ T = TypeVar("T")
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 
 
-def credential(emu: Emulators, client_id: str | None = None, secret: str | None = None) -> ClientSecretCredential:
+def _credential_args(emu: Emulators, client_id: str | None, secret: str | None) -> tuple[list[str], dict[str, Any]]:
     env = emu.env()
-    return ClientSecretCredential(
-        env["AZURE_TENANT_ID"],
-        client_id or env["AZURE_CLIENT_ID"],
-        secret or env["AZURE_CLIENT_SECRET"],
-        authority=env["AZURE_AUTHORITY_HOST"],
-        disable_instance_discovery=True,
-        connection_verify=env["CA_BUNDLE"],
-    )
+    args = [env["AZURE_TENANT_ID"], client_id or env["AZURE_CLIENT_ID"], secret or env["AZURE_CLIENT_SECRET"]]
+    options = {
+        "authority": env["AZURE_AUTHORITY_HOST"],
+        "disable_instance_discovery": True,
+        "connection_verify": env["CA_BUNDLE"],
+    }
+    return args, options
+
+
+def credential(emu: Emulators, client_id: str | None = None, secret: str | None = None) -> ClientSecretCredential:
+    args, options = _credential_args(emu, client_id, secret)
+    return ClientSecretCredential(*args, **options)
 
 
 def async_credential(emu: Emulators, client_id: str | None = None, secret: str | None = None) -> Any:
-    env = emu.env()
-    return AsyncClientSecretCredential(
-        env["AZURE_TENANT_ID"],
-        client_id or env["AZURE_CLIENT_ID"],
-        secret or env["AZURE_CLIENT_SECRET"],
-        authority=env["AZURE_AUTHORITY_HOST"],
-        disable_instance_discovery=True,
-        connection_verify=env["CA_BUNDLE"],
-    )
+    args, options = _credential_args(emu, client_id, secret)
+    return AsyncClientSecretCredential(*args, **options)
 
 
 def secret_client(emu: Emulators, **kwargs: Any) -> SecretClient:
