@@ -38,10 +38,16 @@ from core.record import MARKER, RotationState, TenantRecord, secret_name
 from core.settings import Settings
 from devenv.azurite import Azurite, start_azurite
 from devenv.queue import Delivery, drain
-from devenv.scenario import PROVISION_URL, http_request, register_nylas, tenant_body
+from devenv.scenario import (
+    CREDENTIAL_NAME,
+    PROVISION_URL,
+    http_request,
+    is_our_credential,
+    register_nylas,
+    tenant_body,
+)
 from devenv.wiring import RecordingNotifier, local_env, local_services
 from emulators import Emulators
-from rotation.engine import is_ours
 
 ROOT = Path(__file__).resolve().parent.parent
 SEAMS = ("graph", "vault", "verifier", "nylas")
@@ -94,6 +100,7 @@ class SimTenant:
     confirm_on_day: int | None = None
     key_changes: list[tuple[int, str]] = field(default_factory=list)
     days_left: list[tuple[int, float]] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)  # Nylas grants of signed-in mailbox users
 
 
 @dataclass
@@ -154,7 +161,13 @@ class Simulation:
         self.crash_rate = crash_rate
         self.progress = progress
         self.alerts = RecordingNotifier()
-        env = local_env(emulators, azurite.connection_string, VERIFY_BUDGET_SECONDS="300")
+        # Years, not Graph's minute: the 60-writes-a-minute quota of personal-account apps is the
+        # night benchmark's subject (bench.night). Here it is off, and the pace is instant, so
+        # that a busy emulated night does not cost real minutes of queue delays.
+        emulators.world.graph.personal_write_limit = None
+        env = local_env(
+            emulators, azurite.connection_string, VERIFY_BUDGET_SECONDS="300", GRAPH_WRITES_PER_MINUTE="100000"
+        )
         self.svc: Services = local_services(emulators, env, self.alerts)
         self.settings: Settings = self.svc.settings
         self.crash = CrashPlan()
@@ -167,7 +180,7 @@ class Simulation:
     # --- set-up -------------------------------------------------------------------------
 
     def _plan_tenants(self, count: int) -> list[SimTenant]:
-        targets = ("v3-connector", "v2-integration", "manual")
+        targets = ("v3-credential", "v3-connector", "v2-integration", "manual")
         planned = []
         for i in range(count):
             target = targets[i % 3]
@@ -184,7 +197,14 @@ class Simulation:
             if self.rng.random() < 0.5
             else {"mode": "native", "redirectUri": f"https://app.example.com/{tenant.name}/callback"}
         )
-        body = tenant_body(tenant.name, tenant.target, auth=auth, secretLifetimeDays=tenant.lifetime)
+        # Every v3-credential tenant is one customer of the same Nylas application; a v3-connector
+        # tenant signs in work accounts only (so it may carry a foreign secret: it has room).
+        extra: dict[str, Any] = {"nylas_app": "sim-shared"} if tenant.target == "v3-credential" else {}
+        if tenant.target == "v3-connector":
+            extra["audience"] = "multi-org"
+        if auth["mode"] == "native" and tenant.target.startswith("v3-"):
+            auth = {"mode": "custom", "redirectUri": auth["redirectUri"]}
+        body = tenant_body(tenant.name, tenant.target, auth=auth, secretLifetimeDays=tenant.lifetime, **extra)
         if tenant.nylas_app_id == "":
             register_nylas(self.emu, body)
             tenant.nylas_app_id = body["nylas"]["appId"]
@@ -193,7 +213,7 @@ class Simulation:
             return False  # a fault: provisioning is retried tomorrow with the same body
         out = json.loads(response.get_body())
         tenant.object_id, tenant.client_id = out["appObjectId"], out["clientId"]
-        if not tenant.foreign and self.rng.random() < 0.3:
+        if not tenant.foreign and tenant.target != "v3-credential" and self.rng.random() < 0.3:
             key_id, _ = self.world.graph.add_password_direct(tenant.object_id, "added by hand")
             tenant.foreign.add(key_id)
         if out["rotationState"] == RotationState.AWAITING_CONFIRMATION:
@@ -360,12 +380,23 @@ class Simulation:
                 app = world.graph.apps[tenant.object_id]
                 creds = list(app.password_credentials)
                 held = world.nylas.current(tenant.nylas_app_id)
-            ours = [p for p in creds if is_ours(p.display_name)]
-            theirs = {p.key_id for p in creds if not is_ours(p.display_name)}
+            ours = [p for p in creds if is_our_credential(p.display_name)]
+            theirs = {p.key_id for p in creds if not is_our_credential(p.display_name)}
+            if tenant.target == "v3-credential":
+                held = self._credential_held(tenant)
+            if app.data.get("signInAudience") == "AzureADandPersonalMicrosoftAccount" and len(creds) > 2:
+                self._break(day, tenant, f"6: a personal-account app holds {len(creds)} secrets")
+            if tenant.target.startswith("v3-") and not tenant.users:
+                self._sign_in(tenant)
+            for grant in tenant.users:
+                refreshed, why = world.nylas.refresh_grant(tenant.nylas_app_id, grant)
+                if not refreshed:
+                    self._break(day, tenant, f"6: a signed-in user cannot refresh ({why})")
             self.report.max_credentials = max(self.report.max_credentials, len(ours))
             automated = tenant.target != "manual"
             if automated or tenant.confirmed_once:
-                if not world.nylas_secret_works(tenant.nylas_app_id):
+                works = held is not None and world.entra.token_works(world.entra.tenant_id, held[0], held[1])[0]
+                if not works:
                     self._break(day, tenant, "1: Nylas holds a secret Entra rejects")
                 elif held is not None:
                     end = next(p.end for p in creds if p.secret == held[1])
@@ -390,6 +421,31 @@ class Simulation:
                         self._break(day, tenant, f"5: rotated again after only {spacing} days")
                 tenant.key_changes.append((day, record.key_id))
 
+    def _credential_held(self, tenant: SimTenant) -> tuple[str, str] | None:
+        """The tenant's own connector credential at Nylas, found by its name (not by our record)."""
+        wanted = CREDENTIAL_NAME.format(tenant=tenant.name)
+        found = [c for c in self.world.nylas.credentials(tenant.nylas_app_id) if c["name"] == wanted]
+        return self.world.nylas.credential(tenant.nylas_app_id, found[0]["id"]) if found else None
+
+    def _sign_in(self, tenant: SimTenant) -> None:
+        """A mailbox user signs in once the tenant exists: Nylas must keep refreshing her token."""
+        from devenv.mailbox import SignInRefused, sign_in
+
+        credential = None
+        if tenant.target == "v3-credential":
+            wanted = CREDENTIAL_NAME.format(tenant=tenant.name)
+            found = [c for c in self.world.nylas.credentials(tenant.nylas_app_id) if c["name"] == wanted]
+            if not found:
+                return  # not pushed yet: tomorrow
+            credential = str(found[0]["id"])
+        email = f"user@{tenant.name}.example" if tenant.target == "v3-connector" else f"{tenant.name}@outlook.com"
+        try:
+            tenant.users.append(
+                sign_in(self.emu, nylas_app_id=tenant.nylas_app_id, email=email, credential_id=credential)
+            )
+        except SignInRefused as refused:
+            self.report.breaks.append(f"{tenant.name} ({tenant.target}): a user could not sign in: {refused}")
+
     def _break(self, day: int, tenant: SimTenant, what: str) -> None:
         self.report.breaks.append(f"day {day} {tenant.name} ({tenant.target}): {what}")
 
@@ -401,7 +457,7 @@ def draw(tenants: list[SimTenant], days: int, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(11, 5), dpi=110)
-    colours = {"v3-connector": "#1f77b4", "v2-integration": "#2ca02c", "manual": "#d62728"}
+    colours = {"v3-credential": "#9467bd", "v3-connector": "#1f77b4", "v2-integration": "#2ca02c", "manual": "#d62728"}
     for tenant in tenants:
         if tenant.days_left:
             xs, ys = zip(*tenant.days_left, strict=True)

@@ -5,6 +5,9 @@
 - ``POST /api/tenants/{tenant}/rotation/confirm`` says an operator pasted the new secret into a
   manual Nylas target: the previous credential is revoked and the version marked current. 409
   ``nothing_to_confirm`` when no rotation awaits confirmation.
+- ``DELETE /api/tenants/{tenant}?confirm={tenant}[&deleteApp=true]`` retires a tenant
+  (provisioning/retire.py): idempotent, leased, resumable; without ``confirm`` naming the
+  tenant it is a 400 that changes nothing.
 
 Each handler parses input, calls one use case, shapes output. Errors go through
 ``http_errors.to_response``: a JSON body that says what is wrong and where.
@@ -22,6 +25,7 @@ from clients.factory import services
 from core.errors import BadRequest
 from core.record import SLUG
 from provisioning.request import parse_body, parse_request
+from provisioning.retire import check_confirmation
 from provisioning.status import get_tenant, list_tenants
 from rotation.operations import queue_rotation
 
@@ -85,6 +89,28 @@ def get_tenant_http(req: func.HttpRequest) -> func.HttpResponse:
         return json_response(get_tenant(svc.deps.vault, svc.settings.secret_prefix, _tenant(req)).to_json())
 
     return _handle(work)
+
+
+@bp.function_name("retire_tenant")
+@bp.route(route="tenants/{tenant}", methods=["DELETE"], auth_level=func.AuthLevel.FUNCTION)
+def retire_tenant(req: func.HttpRequest) -> func.HttpResponse:
+    def work() -> func.HttpResponse:
+        tenant = _tenant(req)
+        delete_app = _flag(req, "deleteApp")
+        confirm = str(req.params.get("confirm", ""))
+        check_confirmation(tenant, confirm)  # before anything is read or written
+        result = services().retirement.retire(tenant, confirm=confirm, delete_app=delete_app)
+        log.info("tenant retired", extra={"tenant": tenant, "already": result.already_retired})
+        return json_response(result.to_json())
+
+    return _handle(work)
+
+
+def _flag(req: func.HttpRequest, name: str) -> bool:
+    raw = str(req.params.get(name, "false")).lower()
+    if raw not in ("true", "false"):
+        raise BadRequest(f"{name} must be true or false", field=name)
+    return raw == "true"
 
 
 @bp.function_name("rotate_tenant")

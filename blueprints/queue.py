@@ -17,6 +17,10 @@ comments, so the reasons are here:
   tenant are serialised by its lease anyway.
 - ``messageEncoding: base64``: what ``clients.storage.StorageRotationQueue`` writes.
 
+Paced requests (apps that sign in personal accounts, rotation/pacing.py) start at their slot: a
+request without one, or whose slot fell into a throttling pause, is queued again for a new
+slot and completed. A 429 with ``x-ms-throttle-scope`` pauses the whole pace.
+
 Outcomes: "busy" (another run holds the tenant's lease and is rotating it) and "not due" /
 "stale" (a duplicate, late or out-of-order request) complete the message quietly. A permanent
 failure (the outside system said no; the tenant is gone; the message is unreadable) alerts
@@ -31,8 +35,8 @@ import azure.functions as func
 
 from clients.factory import services
 from clients.interfaces import Alert, Severity
-from core.errors import BadRequest, DependencyError, LeaseBusy, LeaseLost, ServiceError
-from rotation.operations import parse_rotation_message, rotate_from_message
+from core.errors import BadRequest, DependencyError, GraphThrottled, LeaseBusy, LeaseLost, ServiceError
+from rotation.operations import defer_for_pace, parse_rotation_message, rotate_from_message, throttled
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions leaves __init__ unannotated
 log = logging.getLogger("queue")
@@ -60,8 +64,20 @@ def rotate_from_queue(msg: func.QueueMessage) -> None:
         svc.deps.notifier.notify(_poison_alert(UNREADABLE, msg.id or "", exc.message))
         log.error("rotation message unreadable", extra={"message_id": msg.id or ""})
         return
+    if request.paced and defer_for_pace(svc, request):
+        return  # queued again for its slot (rotation.pacing)
     try:
         outcome = rotate_from_message(svc, request)
+    except GraphThrottled as exc:
+        # Graph's quota, not this call's bad luck: slow every paced rotation, come back after the pause.
+        delay = throttled(svc, request, exc.retry_after)
+        log.warning(
+            "graph throttled the rotation; pace slowed",
+            extra={"tenant": request.tenant, "step": "pace", "scope": exc.scope, "delay_seconds": round(delay, 1)},
+        )
+        if not delay:
+            raise  # no pause to wait out: the host's retry
+        return
     except ServiceError as exc:
         if not _permanent(exc):
             raise  # transient: the host hands the message out again, then poisons it

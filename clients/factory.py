@@ -14,11 +14,12 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from clients.interfaces import Notifier, RotationQueue
+from clients.interfaces import GraphPace, Notifier, RotationQueue
 from core.clock import Clock, Sleep, SystemClock, real_sleep
 from core.settings import Settings, SettingsError
 from provisioning.manifest import load_manifest
 from provisioning.provision import Provisioner
+from provisioning.retire import Retirement
 from rotation.engine import Dependencies, Policy, RotationEngine
 
 if TYPE_CHECKING:
@@ -34,7 +35,9 @@ class Services:
     deps: Dependencies
     engine: RotationEngine
     provisioner: Provisioner
+    retirement: Retirement
     queue: RotationQueue
+    pace: GraphPace
     vault: KeyVaultStore
     graph: GraphClient
 
@@ -72,7 +75,7 @@ def build_services(
     from clients.graph import GraphClient
     from clients.keyvault import KeyVaultStore
     from clients.nylas import NylasGatewayHttp
-    from clients.storage import BlobLeaseManager, StorageRotationQueue
+    from clients.storage import BlobGraphPace, BlobLeaseManager, StorageRotationQueue
 
     if not settings.storage.configured:
         raise SettingsError(
@@ -151,7 +154,8 @@ def build_services(
         engine, load_manifest(settings.permission_manifest_path), authority_host=settings.authority_host
     )
     queue = StorageRotationQueue(settings.storage, settings.rotation_queue, credential=credential)
-    return Services(settings, deps, engine, provisioner, queue, vault, graph)
+    pace = BlobGraphPace(settings.storage, settings.lease_container, deps.clock, credential=credential)
+    return Services(settings, deps, engine, provisioner, Retirement(engine), queue, pace, vault, graph)
 
 
 _lock = threading.Lock()

@@ -31,6 +31,7 @@ from msgraph.generated.applications.item.add_password.add_password_post_request_
 from msgraph.generated.applications.item.remove_password.remove_password_post_request_body import (
     RemovePasswordPostRequestBody,
 )
+from msgraph.generated.models.api_application import ApiApplication
 from msgraph.generated.models.application import Application
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.password_credential import PasswordCredential
@@ -45,7 +46,14 @@ from msgraph_core import GraphClientFactory
 from clients.interfaces import AppInfo, AppSpec, NewPassword, PasswordInfo
 from clients.keyvault import service_token_error
 from core.clock import to_utc
-from core.errors import DependencyRejected, DependencyUnavailable, NotOwned, PolicyRejectedLifetime
+from core.errors import (
+    DependencyRejected,
+    DependencyUnavailable,
+    GraphThrottled,
+    NotOwned,
+    PolicyRejectedLifetime,
+    TooManyAppPasswords,
+)
 
 log = logging.getLogger("clients.graph")
 T = TypeVar("T")
@@ -187,6 +195,16 @@ class GraphClient:
 
         self._run(go())
 
+    def delete(self, object_id: str) -> None:
+        async def go() -> None:
+            await (await self._graph()).applications.by_application_id(object_id).delete()
+
+        try:
+            self._run(go())
+        except DependencyRejected as exc:
+            if exc.status != 404:
+                raise  # 404: already deleted, which is the goal
+
     def ensure_service_principal(self, app_id: str) -> None:
         async def go() -> None:
             await (await self._graph()).service_principals.post(ServicePrincipal(app_id=app_id))
@@ -244,6 +262,11 @@ def _application(spec: AppSpec) -> Application:
         ],
         tags=list(spec.tags),
         notes=spec.notes or None,
+        api=(
+            ApiApplication(requested_access_token_version=spec.requested_access_token_version)
+            if spec.requested_access_token_version is not None
+            else None
+        ),
     )
 
 
@@ -281,6 +304,20 @@ def _translate(exc: ODataError) -> Exception:
         match = _DAYS.search(message)
         allowed = int(match.group(1) or match.group(2)) if match else None
         return PolicyRejectedLifetime(DEPENDENCY, summary, status=status, error_code=code, allowed_days=allowed)
+    if code == "TooManyAppPasswords":
+        return TooManyAppPasswords(DEPENDENCY, summary, status=status, error_code=code)
+    headers = {k.lower(): v for k, v in (exc.response_headers or {}).items()}
+    if status == 429 and headers.get("x-ms-throttle-scope"):
+        # A quota of the whole tenant or app (60 writes a minute to personal-account apps, G11),
+        # not of this one call: the caller slows the whole pace (rotation.pacing).
+        return GraphThrottled(
+            DEPENDENCY,
+            summary,
+            status=status,
+            error_code=code or "TooManyRequests",
+            retry_after=_seconds(headers.get("retry-after")),
+            scope=headers["x-ms-throttle-scope"],
+        )
     if status == 403 and code == "Authorization_RequestDenied":
         return NotOwned(
             "the service's identity does not own this app registration (Application.ReadWrite.OwnedBy); "
@@ -289,3 +326,10 @@ def _translate(exc: ODataError) -> Exception:
     if status == 429 or status >= 500 or code == "Directory_ConcurrencyViolation":
         return DependencyUnavailable(DEPENDENCY, summary, status=status, error_code=code)
     return DependencyRejected(DEPENDENCY, summary, status=status, error_code=code)
+
+
+def _seconds(raw: str | None) -> float | None:
+    try:
+        return max(0.0, float(raw)) if raw else None
+    except ValueError:
+        return None

@@ -24,11 +24,13 @@ class AppSpec:
 
     unique_name: str
     display_name: str
-    sign_in_audience: str  # AzureADMultipleOrgs | AzureADMyOrg
+    sign_in_audience: str  # AzureADMyOrg | AzureADMultipleOrgs | AzureADandPersonalMicrosoftAccount
     redirect_uris: tuple[str, ...]
     required_resource_access: tuple[dict[str, Any], ...]
     tags: tuple[str, ...]
     notes: str = ""
+    # 2 for apps that sign in personal accounts (Graph refuses them otherwise); None leaves it unset.
+    requested_access_token_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,15 @@ class AppInfo:
     tags: tuple[str, ...] = ()
     passwords: tuple[PasswordInfo, ...] = ()
 
+    @property
+    def allows_personal(self) -> bool:
+        """Apps that also sign in personal accounts hold two client secrets at most (world-facts §3)."""
+        return self.sign_in_audience in PERSONAL_AUDIENCES
+
+
+PERSONAL_AUDIENCES = frozenset({"AzureADandPersonalMicrosoftAccount", "PersonalMicrosoftAccount"})
+MAX_PERSONAL_APP_PASSWORDS = 2
+
 
 class GraphApps(Protocol):
     def find_by_unique_name(self, unique_name: str) -> AppInfo | None: ...
@@ -74,6 +85,10 @@ class GraphApps(Protocol):
     def add_password(self, object_id: str, display_name: str, end: datetime) -> NewPassword: ...
     def remove_password(self, object_id: str, key_id: str) -> None:
         """Idempotent: a key id that is already gone is not an error."""
+        ...
+
+    def delete(self, object_id: str) -> None:
+        """Delete the app registration (Entra keeps it 30 days in deleted items). Idempotent."""
         ...
 
 
@@ -104,6 +119,11 @@ class SecretStore(Protocol):
         ...
 
     def list_versions(self, name: str) -> list[SecretVersion]: ...
+    def delete(self, name: str) -> bool:
+        """Soft-delete a secret (recoverable for the vault's retention days); False when already gone."""
+        ...
+
+    def is_deleted(self, name: str) -> bool: ...
 
 
 # --- Entra: does a client secret work? ----------------------------------------------
@@ -139,6 +159,9 @@ class NylasApp:
     region: str
     app_id: str
     credential: str = field(default="", repr=False)  # v3 API key or v2 client secret; never logged
+    credential_name: str = ""  # v3-credential: the connector credential's unique name (from the tenant)
+    credential_id: str = ""  # v3-credential: its id at Nylas, once known
+    scopes: tuple[str, ...] = ()  # v3: the scope strings a connector created by us asks for
 
 
 class PushStatus(StrEnum):
@@ -146,10 +169,39 @@ class PushStatus(StrEnum):
     NEEDS_CONFIRMATION = "needs-confirmation"  # a person must paste it (manual target)
 
 
+@dataclass(frozen=True)
+class PushResult:
+    status: PushStatus
+    credential_id: str = ""  # v3-credential: the connector credential that now holds the secret
+    recreated: bool = False  # the recorded credential was gone at Nylas: a new one was made
+
+
+class ConnectorState(StrEnum):
+    """What a Nylas v3 application holds for Microsoft, read before provisioning writes anything."""
+
+    ABSENT = "absent"  # no Microsoft connector yet
+    PRESENT = "present"
+    NOT_APPLICABLE = "not-applicable"  # v2 targets
+
+
+@dataclass(frozen=True)
+class ConnectorInfo:
+    state: ConnectorState
+    client_id: str = ""  # the Microsoft client id in the connector's settings, if any
+
+
 class NylasGateway(Protocol):
-    def push(self, app: NylasApp, client_id: str, client_secret: str, tenant_id: str) -> PushStatus: ...
+    def connector(self, app: NylasApp) -> ConnectorInfo:
+        """Read-only: does the v3 application have a Microsoft connector? Refuses a bad API key."""
+        ...
+
+    def push(self, app: NylasApp, client_id: str, client_secret: str, tenant_id: str) -> PushResult: ...
     def held_client_id(self, app: NylasApp) -> str | None:
         """The Microsoft client id Nylas holds now, when the API can say (never the secret)."""
+        ...
+
+    def delete_credential(self, app: NylasApp) -> bool:
+        """v3-credential: delete the tenant's connector credential; False when it was already gone."""
         ...
 
 
@@ -174,18 +226,50 @@ class RotationRequest:
     reason: str  # due | stuck | near-expiry-event | expired-event | on-demand | confirm
     version: str = ""  # the Key Vault version the requester saw
     force: bool = False
+    # Graph-paced (an app that signs in personal accounts: 60 app writes a minute, world-facts §4c),
+    # and the start it was given (epoch seconds; 0: none yet).
+    paced: bool = False
+    slot: float = 0.0
 
     def to_json(self) -> str:
         import json
 
-        return json.dumps(
-            {"tenant": self.tenant, "reason": self.reason, "version": self.version, "force": self.force},
-            separators=(",", ":"),
-        )
+        body: dict[str, object] = {
+            "tenant": self.tenant,
+            "reason": self.reason,
+            "version": self.version,
+            "force": self.force,
+        }
+        if self.paced:
+            body["paced"] = True
+        if self.slot:
+            body["slot"] = round(self.slot, 3)
+        return json.dumps(body, separators=(",", ":"))
 
 
 class RotationQueue(Protocol):
-    def send(self, request: RotationRequest) -> None: ...
+    def send(self, request: RotationRequest, *, delay_seconds: float = 0.0) -> None:
+        """Queue a request, invisible for ``delay_seconds`` (the storage queue's visibility timeout)."""
+        ...
+
+
+class GraphPace(Protocol):
+    """Slots for Graph writes to personal-account apps, shared by every instance (a blob).
+
+    ``reserve`` hands out ``count`` consecutive start times ``interval`` apart, none before the
+    last one handed out nor before a throttling pause; ``slow_down`` pauses every later start."""
+
+    def reserve(self, count: int, interval: float) -> list[float]:
+        """Start times (epoch seconds) of ``count`` rotations."""
+        ...
+
+    def slow_down(self, seconds: float) -> float:
+        """Graph throttled us: no paced start for ``seconds``; returns the pause's end (epoch)."""
+        ...
+
+    def paused_until(self) -> float:
+        """The end of the current throttling pause (epoch seconds; 0 when none)."""
+        ...
 
 
 # --- Alerts --------------------------------------------------------------------------

@@ -80,6 +80,27 @@ class KeyVaultStore:
                 return
             yield from (_version(p, None) for p in page)
 
+    def delete(self, name: str) -> bool:
+        """Soft-delete (the vault keeps it for its retention days, recoverable). False: already gone."""
+        try:
+            # The poller waits for the deletion to finish; its first answer already made it so.
+            _call(lambda: self.client.begin_delete_secret(name))
+        except DependencyRejected as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def is_deleted(self, name: str) -> bool:
+        """Whether a soft-deleted secret of this name is in the vault's deleted items."""
+        try:
+            _call(lambda: self.client.get_deleted_secret(name))
+        except DependencyRejected as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     def list_versions(self, name: str) -> list[SecretVersion]:
         return _call(
             lambda: [

@@ -1,14 +1,20 @@
-"""Nylas, behind the ``NylasGateway`` seam: three targets, one interface.
+"""Nylas, behind the ``NylasGateway`` seam: four targets, one interface.
 
-- v3-connector: PATCH/GET {api}/v3/connectors/microsoft with the app's API key.
+- v3-credential: the tenant's own connector credential under the application's
+  Microsoft connector (``/v3/connectors/microsoft/creds[/{id}]``, world-facts §2, N5-N8).
+  Its name is unique per tenant, so a create repeated after a lost answer finds the
+  first one by name instead of making a second. PATCH replaces ``credential_data``
+  whole, and its answer is the credential as Nylas stored it: that is the read-back
+  (Nylas never echoes the secret, nor the client id: only a hash).
+- v3-connector: PATCH/GET {api}/v3/connectors/microsoft with the app's API key; the
+  connector is created (``POST /v3/connectors``) when the application has none.
 - v2-integration: PATCH/GET {beta}/connect/integrations/microsoft with HTTP Basic
   (Nylas client id and secret), the v2-era API the official v2 Python SDK wraps.
 - manual: the v2 dashboard's "Office365 Auth" setting has no public API, so a
   person pastes the secret and confirms; this gateway only says so.
 
-Neither API is idempotent by key, but a whole-settings PATCH repeated gives the
-same state, so a retry is safe. After a PATCH we read back the client id Nylas
-holds (the secret is never echoed) to catch a write that did not land.
+None of these writes is idempotent by key, but each replaces a whole object, so a
+retry gives the same state.
 """
 
 from __future__ import annotations
@@ -18,12 +24,15 @@ from typing import Any
 
 import requests
 
-from clients.interfaces import NylasApp, PushStatus
+from clients.interfaces import ConnectorInfo, ConnectorState, NylasApp, PushResult, PushStatus
 from clients.retrying import default_verify, http_session, send_with_retries
 from core.clock import Sleep, real_sleep
 from core.errors import DependencyRejected, DependencyUnavailable
 
 DEPENDENCY = "nylas"
+CONNECTOR = "/v3/connectors/microsoft"
+CREDS = CONNECTOR + "/creds"
+LIST_PAGE = 50
 
 
 class NylasGatewayHttp:
@@ -45,39 +54,148 @@ class NylasGatewayHttp:
         self._sleep = sleep
         self._session = http_session()
 
-    def push(self, app: NylasApp, client_id: str, client_secret: str, tenant_id: str) -> PushStatus:
+    # --- NylasGateway ------------------------------------------------------------------
+
+    def connector(self, app: NylasApp) -> ConnectorInfo:
+        if not app.target.startswith("v3-"):
+            return ConnectorInfo(ConnectorState.NOT_APPLICABLE)
+        try:
+            body = self._v3_send("GET", app, CONNECTOR, None)
+        except DependencyRejected as exc:
+            if exc.status == 404:
+                return ConnectorInfo(ConnectorState.ABSENT)
+            raise
+        settings = (body.get("data") or {}).get("settings") or {}
+        return ConnectorInfo(ConnectorState.PRESENT, str(settings.get("client_id") or ""))
+
+    def push(self, app: NylasApp, client_id: str, client_secret: str, tenant_id: str) -> PushResult:
         if app.target == "manual":
-            return PushStatus.NEEDS_CONFIRMATION
+            return PushResult(PushStatus.NEEDS_CONFIRMATION)
+        if app.target == "v3-credential":
+            return self._push_credential(
+                app, {"client_id": client_id, "client_secret": client_secret, "tenant": tenant_id}
+            )
         if app.target == "v3-connector":
             # Nested objects are replaced, not merged: always send the whole settings object.
             settings = {"client_id": client_id, "client_secret": client_secret, "tenant": tenant_id}
+            try:
+                self._v3_send("PATCH", app, CONNECTOR, {"settings": settings})
+            except DependencyRejected as exc:
+                if exc.status != 404:
+                    raise
+                # No Microsoft connector yet (or deleted by hand): create it with our app.
+                self._v3_send(
+                    "POST",
+                    app,
+                    "/v3/connectors",
+                    {"name": "Microsoft", "provider": "microsoft", "settings": settings, "scope": list(app.scopes)},
+                )
         else:
-            settings = {"client_id": client_id, "client_secret": client_secret}
-        self._send("PATCH", app, {"settings": settings})
+            self._v2_send("PATCH", app, {"settings": {"client_id": client_id, "client_secret": client_secret}})
         held = self.held_client_id(app)
         if held != client_id:
             raise DependencyUnavailable(DEPENDENCY, f"Nylas app {app.app_id} still holds another client id")
-        return PushStatus.PUSHED
+        return PushResult(PushStatus.PUSHED)
 
     def held_client_id(self, app: NylasApp) -> str | None:
-        if app.target == "manual":
-            return None
-        body = self._send("GET", app, None)
-        data = body.get("data", body) if app.target == "v3-connector" else body
+        if app.target in ("manual", "v3-credential"):
+            return None  # no API (manual), or Nylas keeps only a hash of credential_data
+        if app.target == "v3-connector":
+            data = self._v3_send("GET", app, CONNECTOR, None).get("data") or {}
+        else:
+            data = self._v2_send("GET", app, None)
         settings = data.get("settings") or {}
         value = settings.get("client_id")
         return str(value) if value else None
 
-    def _send(self, method: str, app: NylasApp, payload: dict[str, Any] | None) -> dict[str, Any]:
-        if app.target == "v3-connector":
-            url = f"{self._base(self._v3, app.region)}/v3/connectors/microsoft"
-            headers = {"Authorization": f"Bearer {app.credential}"}
-            auth = None
-        else:
-            url = f"{self._base(self._v2, app.region)}/connect/integrations/microsoft"
-            headers = {}
-            auth = (app.app_id, app.credential)
-        headers["Accept"] = "application/json"
+    def delete_credential(self, app: NylasApp) -> bool:
+        if app.target != "v3-credential":
+            return False
+        ids = [app.credential_id] if app.credential_id else []
+        found = self._find_credential(app)
+        if found and found not in ids:
+            ids.append(found)
+        deleted = False
+        for credential_id in ids:
+            try:
+                self._v3_send("DELETE", app, f"{CREDS}/{credential_id}", None)
+                deleted = True
+            except DependencyRejected as exc:
+                if exc.status != 404:
+                    raise
+        return deleted
+
+    # --- v3-credential -----------------------------------------------------------------
+
+    def _push_credential(self, app: NylasApp, data: dict[str, str]) -> PushResult:
+        if app.credential_id:
+            try:
+                return self._patch_credential(app, app.credential_id, data, recreated=False)
+            except DependencyRejected as exc:
+                if exc.status != 404:
+                    raise
+                # Deleted at Nylas by hand (or never there): make it again below, and say so.
+        found = self._find_credential(app)
+        if found:
+            return self._patch_credential(
+                app, found, data, recreated=bool(app.credential_id) and found != app.credential_id
+            )
+        body = self._v3_send(
+            "POST",
+            app,
+            CREDS,
+            {"name": app.credential_name, "credential_type": "connector", "credential_data": data},
+        )
+        made = body.get("data") or {}
+        if not made.get("id"):
+            raise DependencyUnavailable(DEPENDENCY, f"creating credential {app.credential_name} answered without an id")
+        return PushResult(PushStatus.PUSHED, str(made["id"]), recreated=bool(app.credential_id))
+
+    def _patch_credential(
+        self, app: NylasApp, credential_id: str, data: dict[str, str], *, recreated: bool
+    ) -> PushResult:
+        # credential_data is replaced whole (N8): client id, secret and tenant go together.
+        body = self._v3_send("PATCH", app, f"{CREDS}/{credential_id}", {"credential_data": data})
+        stored = body.get("data") or {}
+        if stored.get("id") != credential_id or stored.get("credential_type", "connector") != "connector":
+            raise DependencyUnavailable(DEPENDENCY, f"Nylas answered the update of credential {credential_id} oddly")
+        return PushResult(PushStatus.PUSHED, credential_id, recreated=recreated)
+
+    def _find_credential(self, app: NylasApp) -> str:
+        """The id of the credential named ``app.credential_name``, or "" (the list has no cursor: pages
+        by offset, N7)."""
+        offset = 0
+        while True:
+            body = self._v3_send("GET", app, f"{CREDS}?limit={LIST_PAGE}&offset={offset}", None)
+            page = body.get("data") or []
+            for item in page:
+                if isinstance(item, dict) and item.get("name") == app.credential_name:
+                    return str(item.get("id") or "")
+            size = int(body.get("limit") or LIST_PAGE)
+            if len(page) < size or not page:
+                return ""
+            offset += len(page)
+
+    # --- transport ---------------------------------------------------------------------
+
+    def _v3_send(self, method: str, app: NylasApp, path: str, payload: dict[str, Any] | None) -> dict[str, Any]:
+        url = f"{self._base(self._v3, app.region)}{path}"
+        return self._send(method, app, url, payload, {"Authorization": f"Bearer {app.credential}"}, None)
+
+    def _v2_send(self, method: str, app: NylasApp, payload: dict[str, Any] | None) -> dict[str, Any]:
+        url = f"{self._base(self._v2, app.region)}/connect/integrations/microsoft"
+        return self._send(method, app, url, payload, {}, (app.app_id, app.credential))
+
+    def _send(
+        self,
+        method: str,
+        app: NylasApp,
+        url: str,
+        payload: dict[str, Any] | None,
+        headers: dict[str, str],
+        auth: tuple[str, str] | None,
+    ) -> dict[str, Any]:
+        headers = {**headers, "Accept": "application/json"}
 
         def send() -> requests.Response:
             return self._session.request(
@@ -94,7 +212,7 @@ class NylasGatewayHttp:
             parsed: dict[str, Any] = response.json()
         except ValueError:
             raise DependencyUnavailable(DEPENDENCY, f"{method} answered {response.status_code} without JSON") from None
-        return parsed
+        return parsed if isinstance(parsed, dict) else {}
 
     @staticmethod
     def _base(bases: Mapping[str, str], region: str) -> str:

@@ -7,14 +7,19 @@ string locally (Azurite), identity-based URIs in Azure.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
+from azure.core import MatchConditions
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     HttpResponseError,
     ResourceExistsError,
+    ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
 )
@@ -22,10 +27,12 @@ from azure.storage.blob import BlobLeaseClient, BlobServiceClient
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from clients.interfaces import RotationRequest
+from core.clock import Clock
 from core.errors import DependencyUnavailable, LeaseBusy, LeaseLost
 from core.settings import StorageSettings
 
 log = logging.getLogger("clients.storage")
+T = TypeVar("T")
 
 
 class BlobLease:
@@ -125,12 +132,96 @@ class StorageRotationQueue:
             )
         self._ready = False
 
-    def send(self, request: RotationRequest) -> None:
+    def send(self, request: RotationRequest, *, delay_seconds: float = 0.0) -> None:
         try:
             if not self._ready:
                 with contextlib.suppress(ResourceExistsError):
                     self.client.create_queue()
                 self._ready = True
-            self.client.send_message(request.to_json())
+            # Whole seconds (the queue's unit), rounded: a slot a few ms away starts now. At most
+            # 7 days, the queue's own limit.
+            delay = min(max(0, math.floor(delay_seconds + 0.5)), 7 * 24 * 3600)
+            self.client.send_message(request.to_json(), visibility_timeout=delay or None)
         except (HttpResponseError, ServiceRequestError) as exc:
             raise DependencyUnavailable("storage", f"queue: {exc.__class__.__name__}") from None
+
+
+class BlobGraphPace:
+    """``GraphPace`` in one small JSON blob beside the leases, updated with ETag checks so that
+    instances reserving at once each get their own slots. The name cannot be a tenant's lease blob
+    ("_" never occurs in a tenant slug)."""
+
+    BLOB = "_graph-pace"
+    TRIES = 20
+
+    def __init__(
+        self, storage: StorageSettings, container: str, clock: Clock, *, credential: TokenCredential | None = None
+    ) -> None:
+        if storage.connection_string:
+            service = BlobServiceClient.from_connection_string(storage.connection_string)
+        else:
+            service = BlobServiceClient(storage.blob_service_uri, credential=credential)
+        self._container = service.get_container_client(container)
+        self._blob = self._container.get_blob_client(self.BLOB)
+        self._clock = clock
+        self._ready = False
+
+    def _read(self) -> tuple[dict[str, float], str | None]:
+        if not self._ready:
+            with contextlib.suppress(ResourceExistsError):
+                self._container.create_container()
+            self._ready = True
+        try:
+            download = self._blob.download_blob()
+            raw = download.readall()
+            etag = download.properties.etag
+        except ResourceNotFoundError:
+            return {}, None
+        try:
+            state = json.loads(raw or b"{}")
+        except ValueError:
+            state = {}
+        return {k: float(v) for k, v in state.items() if isinstance(v, (int, float))}, etag
+
+    def _update(self, change: Callable[[dict[str, float], float], T]) -> T:
+        for _ in range(self.TRIES):
+            try:
+                state, etag = self._read()
+                result = change(state, self._clock.now().timestamp())
+                data = json.dumps(state).encode()
+                if etag is None:
+                    self._blob.upload_blob(data, overwrite=False)
+                else:
+                    self._blob.upload_blob(
+                        data, overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified
+                    )
+                return result
+            except (ResourceExistsError, ResourceModifiedError):
+                continue  # another instance wrote first: read again
+            except (HttpResponseError, ServiceRequestError) as exc:
+                raise DependencyUnavailable("storage", f"graph pace: {exc.__class__.__name__}") from None
+        raise DependencyUnavailable("storage", "graph pace: too many concurrent updates")
+
+    def reserve(self, count: int, interval: float) -> list[float]:
+        def take(state: dict[str, float], now: float) -> list[float]:
+            first = max(now, state.get("next_free", 0.0), state.get("paused_until", 0.0))
+            slots = [first + i * interval for i in range(count)]
+            state["next_free"] = first + count * interval
+            return slots
+
+        return self._update(take) if count > 0 else []
+
+    def slow_down(self, seconds: float) -> float:
+        def pause(state: dict[str, float], now: float) -> float:
+            until = max(state.get("paused_until", 0.0), now + seconds)
+            state["paused_until"] = until
+            state["next_free"] = max(state.get("next_free", 0.0), until)
+            return until
+
+        return self._update(pause)
+
+    def paused_until(self) -> float:
+        try:
+            return self._read()[0].get("paused_until", 0.0)
+        except (HttpResponseError, ServiceRequestError) as exc:
+            raise DependencyUnavailable("storage", f"graph pace: {exc.__class__.__name__}") from None

@@ -102,6 +102,22 @@ class PolicyRejectedLifetime(DependencyRejected):
         self.allowed_days = allowed_days  # the policy's maximum, when Graph's message says it
 
 
+class TooManyAppPasswords(DependencyRejected):
+    """Graph refuses a third client secret on an app that signs in personal accounts (world-facts §3)."""
+
+    code = "too_many_app_passwords"
+
+
+class GraphThrottled(DependencyUnavailable):
+    """Graph's 429 with ``x-ms-throttle-scope``: a tenant- or app-wide quota, not one call's bad luck."""
+
+    code = "graph_throttled"
+
+    def __init__(self, dependency: str, message: str, *, scope: str = "", **kwargs: object) -> None:
+        super().__init__(dependency, message, **kwargs)  # type: ignore[arg-type]
+        self.scope = scope
+
+
 class LeaseBusy(ServiceError):
     """Another run holds this tenant's lease: not a failure, nothing was done."""
 

@@ -3,7 +3,14 @@
 Key Vault is the only database. Each version of a tenant's secret carries the
 whole record in its tags (tags belong to a version, so every write copies them),
 and the latest version is the record. Key Vault allows 15 tags of at most 256
-characters: the record uses exactly 15, see ``TAG_NAMES``.
+characters (world-facts §7): see ``TAG_NAMES``.
+
+Two layouts exist. Layout 1 (the first release) kept the Nylas target, region and
+app id, and the lifetime and window, in five tags of their own. Layout 2 packs them
+into ``nylas`` (``<target>/<region>/<app-id>``) and ``policy`` (``<lifetime>/<window>``),
+which frees room for the v3 connector credential id and the tenant a v3 tenant
+replaces. ``from_tags`` reads both layouts (the tag ``nylas`` tells them apart);
+``to_tags`` writes layout 2 only, so a tenant moves to it on its next write.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ class RotationState(StrEnum):
     AWAITING_CONFIRMATION = "awaiting-confirmation"  # manual target: an operator must paste it
     CURRENT = "current"  # pushed (or confirmed), previous credential revoked
     RESTORED = "restored"  # a failed rotation rolled back: this version holds the previous secret
+    RETIRING = "retiring"  # a retirement began: nothing rotates it again; DELETE resumes it
 
     @property
     def settled(self) -> bool:
@@ -34,11 +42,44 @@ class RotationState(StrEnum):
 
 
 class NylasTarget(StrEnum):
-    V3_CONNECTOR = "v3-connector"
-    V2_INTEGRATION = "v2-integration"
-    MANUAL = "manual"
+    """Where Nylas keeps a tenant's Microsoft client id and secret (docs/nylas-targets.md)."""
+
+    V3_CREDENTIAL = "v3-credential"  # its own connector credential, picked at sign-in by credential_id
+    V3_CONNECTOR = "v3-connector"  # the Microsoft connector's own settings: one tenant per Nylas app
+    V2_INTEGRATION = "v2-integration"  # the v2-era Integrations API
+    MANUAL = "manual"  # a person pastes it in the v2 dashboard and confirms
+
+    @property
+    def generation(self) -> int:
+        """Nylas API generation: a v3 app registration differs from a v2 one (callback, scopes, audience)."""
+        return 3 if self.value.startswith("v3-") else 2
 
 
+class Audience(StrEnum):
+    """Who may sign in to a tenant's app: Entra's signInAudience, in our words."""
+
+    SINGLE_ORG = "single-org"  # AzureADMyOrg: our own directory only
+    MULTI_ORG = "multi-org"  # AzureADMultipleOrgs: work or school accounts of any organization
+    ANY_ORG_AND_PERSONAL = "any-org-and-personal"  # AzureADandPersonalMicrosoftAccount (Nylas v3's default)
+
+    @property
+    def sign_in_audience(self) -> str:
+        return _SIGN_IN_AUDIENCES[self]
+
+    @property
+    def allows_personal(self) -> bool:
+        """Personal-account apps live under stricter Entra rules (world-facts §3, §4c): two client
+        secrets at most, token version 2, 90-character names, 60 app writes a minute."""
+        return self is Audience.ANY_ORG_AND_PERSONAL
+
+
+_SIGN_IN_AUDIENCES = {
+    Audience.SINGLE_ORG: "AzureADMyOrg",
+    Audience.MULTI_ORG: "AzureADMultipleOrgs",
+    Audience.ANY_ORG_AND_PERSONAL: "AzureADandPersonalMicrosoftAccount",
+}
+
+# Layout 2. Optional tags (credential id, replaces) are written only when set.
 TAG_NAMES = (
     MARKER_TAG,
     "tenant",
@@ -49,14 +90,14 @@ TAG_NAMES = (
     "audience",
     "previous-key-id",
     "rotation-id",
-    "nylas-target",
-    "nylas-region",
-    "nylas-app-id",
+    "nylas",
     "nylas-credential",
-    "lifetime-days",
-    "rotate-before-days",
+    "nylas-credential-id",
+    "policy",
+    "replaces",
 )
 assert len(TAG_NAMES) <= 15
+LEGACY_TAG_NAMES = ("nylas-target", "nylas-region", "nylas-app-id", "lifetime-days", "rotate-before-days")
 
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
@@ -77,7 +118,7 @@ class TenantRecord:
     client_id: str
     key_id: str
     state: RotationState
-    audience: str  # multi-org | single-org: decides the tenant Nylas signs users in with
+    audience: str  # an Audience value: decides the tenant Nylas signs users in with
     nylas_target: NylasTarget
     nylas_region: str
     nylas_app_id: str
@@ -86,6 +127,8 @@ class TenantRecord:
     rotate_before_days: int
     previous_key_id: str = ""
     rotation_id: str = ""
+    nylas_credential_id: str = ""  # v3-credential: the connector credential's id at Nylas
+    replaces: str = ""  # a v3 tenant that replaces a v2 one names it here until it is retired
 
     def to_tags(self) -> dict[str, str]:
         tags = {
@@ -98,36 +141,50 @@ class TenantRecord:
             "audience": self.audience,
             "previous-key-id": self.previous_key_id,
             "rotation-id": self.rotation_id,
-            "nylas-target": self.nylas_target.value,
-            "nylas-region": self.nylas_region,
-            "nylas-app-id": self.nylas_app_id,
+            # "/" occurs in none of the three (a target, a region, a Nylas app id pattern).
+            "nylas": f"{self.nylas_target.value}/{self.nylas_region}/{self.nylas_app_id}",
             "nylas-credential": self.nylas_credential,
-            "lifetime-days": str(self.lifetime_days),
-            "rotate-before-days": str(self.rotate_before_days),
+            "policy": f"{self.lifetime_days}/{self.rotate_before_days}",
         }
+        if self.nylas_credential_id:
+            tags["nylas-credential-id"] = self.nylas_credential_id
+        if self.replaces:
+            tags["replaces"] = self.replaces
         return tags
 
     @classmethod
     def from_tags(cls, tags: dict[str, str] | None) -> TenantRecord | None:
-        """The record in a version's tags, or None when the secret is not a tenant of ours."""
+        """The record in a version's tags (either layout), or None when the secret is not a tenant of ours."""
         if not tags or tags.get(MARKER_TAG) != MARKER or "client-id" not in tags or "state" not in tags:
             return None
         try:
+            if "nylas" in tags:
+                target, region, app_id = tags["nylas"].split("/", 2)
+                lifetime, window = tags.get("policy", "730/30").split("/", 1)
+            else:  # layout 1
+                target, region, app_id = (
+                    tags["nylas-target"],
+                    tags.get("nylas-region", "us"),
+                    tags.get("nylas-app-id", ""),
+                )
+                lifetime, window = tags.get("lifetime-days", "730"), tags.get("rotate-before-days", "30")
             return cls(
                 tenant=tags["tenant"],
                 app_object_id=tags["app-object-id"],
                 client_id=tags["client-id"],
                 key_id=tags.get("key-id", ""),
                 state=RotationState(tags["state"]),
-                audience=tags.get("audience", "multi-org"),
-                nylas_target=NylasTarget(tags["nylas-target"]),
-                nylas_region=tags.get("nylas-region", "us"),
-                nylas_app_id=tags.get("nylas-app-id", ""),
+                audience=Audience(tags.get("audience", "multi-org")).value,
+                nylas_target=NylasTarget(target),
+                nylas_region=region,
+                nylas_app_id=app_id,
                 nylas_credential=tags.get("nylas-credential", ""),
-                lifetime_days=int(tags.get("lifetime-days", "730")),
-                rotate_before_days=int(tags.get("rotate-before-days", "30")),
+                lifetime_days=int(lifetime),
+                rotate_before_days=int(window),
                 previous_key_id=tags.get("previous-key-id", ""),
                 rotation_id=tags.get("rotation-id", ""),
+                nylas_credential_id=tags.get("nylas-credential-id", ""),
+                replaces=tags.get("replaces", ""),
             )
         except (KeyError, ValueError):
             return None
@@ -137,5 +194,12 @@ class TenantRecord:
         return replace(self, state=state)
 
     def nylas_sign_in_tenant(self, home_tenant_id: str) -> str:
-        """The tenant Nylas sends users to: any work account, or only our own directory."""
-        return home_tenant_id if self.audience == "single-org" else "organizations"
+        """The Entra authority Nylas sends users to: work and personal accounts ("common"), any
+        work account ("organizations"), or only our own directory."""
+        return sign_in_tenant(Audience(self.audience), home_tenant_id)
+
+
+def sign_in_tenant(audience: Audience, home_tenant_id: str) -> str:
+    if audience is Audience.SINGLE_ORG:
+        return home_tenant_id
+    return "common" if audience.allows_personal else "organizations"

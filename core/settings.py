@@ -53,6 +53,11 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "NYLAS_V3_API_EU": ("https://api.eu.nylas.com", "Nylas v3 API, EU region"),
     "NYLAS_V2_API_US": ("https://beta.us.nylas.com", "Nylas v2 Integrations API, US region"),
     "NYLAS_V2_API_EU": ("https://beta.eu.nylas.com", "Nylas v2 Integrations API, EU region"),
+    "GRAPH_WRITES_PER_MINUTE": (
+        "55",
+        "Pace of Graph writes to apps that sign in personal accounts (Graph allows 60 a minute): "
+        "the nightly fan-out spaces their rotations by this",
+    ),
     "HTTP_TIMEOUT_SECONDS": ("30", "Timeout of one outside call"),
     "HTTP_MAX_RETRIES": ("3", "Retries of one outside call on 429/5xx/network errors"),
     "HTTP_RETRY_BASE_SECONDS": ("1", "Base delay of those retries (exponential backoff; Retry-After wins when sent)"),
@@ -152,6 +157,7 @@ class Settings:
     nylas_v2_api: Mapping[str, str] = field(
         default_factory=lambda: {"us": "https://beta.us.nylas.com", "eu": "https://beta.eu.nylas.com"}
     )
+    graph_writes_per_minute: int = 55
     http_timeout_seconds: int = 30
     http_max_retries: int = 3
     http_retry_base_seconds: float = 1.0
@@ -203,6 +209,7 @@ class Settings:
             alert_webhook_kind=kind,
             nylas_v3_api={"us": get("NYLAS_V3_API_US").rstrip("/"), "eu": get("NYLAS_V3_API_EU").rstrip("/")},
             nylas_v2_api={"us": get("NYLAS_V2_API_US").rstrip("/"), "eu": get("NYLAS_V2_API_EU").rstrip("/")},
+            graph_writes_per_minute=_int("GRAPH_WRITES_PER_MINUTE", get("GRAPH_WRITES_PER_MINUTE"), 1, 100_000),
             http_timeout_seconds=_int("HTTP_TIMEOUT_SECONDS", get("HTTP_TIMEOUT_SECONDS"), 1, 600),
             http_max_retries=_int("HTTP_MAX_RETRIES", get("HTTP_MAX_RETRIES"), 0, 10),
             http_retry_base_seconds=_float("HTTP_RETRY_BASE_SECONDS", get("HTTP_RETRY_BASE_SECONDS"), 0.0, 30.0),

@@ -1,11 +1,13 @@
 """The whole job on local emulators, through the real function handlers: ``make demo``.
 
-1. provision three tenants (one per Nylas target) with POST /api/tenants; the operator pastes the
-   manual tenant's secret in the (emulated) Nylas dashboard and confirms;
-2. 710 days later: the nightly timer scans Key Vault and queues the due tenants; the queue
-   function rotates each one (Azurite is the queue);
-3. the operator confirms the manual tenant's new secret;
-4. before and after, and the design's invariants checked against the emulated world.
+1. two customers under one Nylas v3 application, as v3-credential tenants (one Entra app and one
+   Nylas connector credential each), and a customer still on v2; a mailbox user of each v3
+   customer signs in through Nylas hosted auth;
+2. 710 days later: the nightly timer scans Key Vault and queues the due tenants (paced: apps that
+   sign in personal accounts take 60 Graph writes a minute); the queue function rotates each one;
+3. the signed-in users still refresh: nobody signs in again;
+4. the v2 customer moves to v3: a new tenant replaces it, and the v2 tenant is retired;
+5. before and after, and the design's invariants checked against the emulated world.
 
 Nothing printed is a secret value: ids, key ids, expiry dates and three-character hints only,
 and the demo checks that at the end.
@@ -31,7 +33,6 @@ if TYPE_CHECKING:
     from clients.factory import Services
     from emulators import Emulators
 
-TENANTS = (("contoso", "v3-connector"), ("fabrikam", "v2-integration"), ("northwind", "manual"))
 INTO_WINDOW_DAYS = 710  # a 730-day secret with a 30-day window is due after day 700
 PROPAGATION_DELAY = 8.0  # Entra answers AADSTS7000215 for a new secret this long (emulated time)
 TENANTS_URL = "https://func.example/api/tenants"
@@ -190,10 +191,14 @@ def run(
     return 0 if ok else 1
 
 
+NYLAS_APP = "saas-nylas-app"  # one Nylas v3 application, one Entra app per customer under it
+
+
 def _scenario(emulators: Emulators, storage_connection: str, say: Any, steps: Progress) -> bool:
+    import azure.functions as func
     from azure.functions.timer import TimerRequest  # the worker's concrete func.TimerRequest
 
-    from blueprints.http_api import provision_tenant
+    from blueprints.http_api import list_tenants_http, provision_tenant, retire_tenant
     from blueprints.timer import nightly_scan
     from clients.factory import use_services
     from devenv.queue import drain, queue_client
@@ -202,9 +207,10 @@ def _scenario(emulators: Emulators, storage_connection: str, say: Any, steps: Pr
         add_foreign_credential,
         check_settled,
         credentials,
-        operator_pastes,
         register_nylas,
+        sign_in_user,
         tenant_body,
+        users_who_cannot_refresh,
     )
     from devenv.wiring import RecordingNotifier, local_env, local_services
 
@@ -213,28 +219,46 @@ def _scenario(emulators: Emulators, storage_connection: str, say: Any, steps: Pr
     use_services(svc)
     world = emulators.world
     tenants: list[DemoTenant] = []
+
+    def provision(name: str, target: str, **extra: Any) -> DemoTenant | None:
+        body = tenant_body(name, target, **extra)
+        register_nylas(emulators, body)
+        with steps.step(f"POST /api/tenants  {name} ({target})"):
+            status, data = _http(provision_tenant, "POST", TENANTS_URL, body)
+        if status != 201:
+            say(f"  {BAD} provisioning {name} answered {status}: {data.get('error', data)}\n")
+            return None
+        scenario = Tenant(name, body, data["appObjectId"], data["clientId"], body["nylas"]["appId"], target)
+        app = world.graph.apps[scenario.object_id].data
+        shape = f"{app['signInAudience']}, redirect {app['web']['redirectUris'][0]}"
+        say(f"    {name}: app {short(scenario.client_id)} ({shape})\n")
+        if data.get("nylas", {}).get("credentialId"):
+            say(
+                f"    {name}: Nylas connector credential {short(data['nylas']['credentialId'])} (hostedAuthUrl given)\n"
+            )
+        return DemoTenant(name, target, scenario)
+
     try:
         # --- 1 ------------------------------------------------------------------------------
-        say("\n[1/4] Provision three tenants through POST /api/tenants (one per Nylas target)\n")
-        for name, target in TENANTS:
-            body = tenant_body(name, target)
-            register_nylas(emulators, body)
-            with steps.step(f"POST /api/tenants  {name} ({target})"):
-                status, data = _http(provision_tenant, "POST", TENANTS_URL, body)
-            if status != 201:
-                say(f"  {BAD} provisioning {name} answered {status}: {data.get('error', data)}\n")
+        say(
+            f"\n[1/5] Two customers under one Nylas v3 application ({NYLAS_APP}), one Entra app each, and a\n"
+            "      customer still on Nylas v2\n"
+        )
+        for name, target, extra in (
+            ("contoso", "v3-credential", {"nylas_app": NYLAS_APP}),
+            ("fabrikam", "v3-credential", {"nylas_app": NYLAS_APP}),
+            ("northwind", "v2-integration", {}),
+        ):
+            made = provision(name, target, **extra)
+            if made is None:
                 return False
-            scenario = Tenant(name, body, data["appObjectId"], data["clientId"], body["nylas"]["appId"], target)
-            tenants.append(DemoTenant(name, target, scenario))
-            if target == "manual":
-                say(f"    {name} is awaiting confirmation: the v2 dashboard has no API, a person pastes the secret\n")
-                operator_pastes(svc, emulators, scenario)
-                with steps.step(f"operator pastes it, POST /api/tenants/{name}/rotation/confirm"):
-                    status, data = _confirm(name)
-                say(f"    confirm answered {status}: {data.get('result')}\n")
-        contoso = tenants[0].scenario
-        add_foreign_credential(emulators, contoso, "break-glass (added by hand)")
-        say(f"    someone adds a credential of their own to {contoso.name}'s app by hand (it must survive)\n\n")
+            tenants.append(made)
+        contoso, fabrikam, northwind = (t.scenario for t in tenants)
+        with steps.step("mailbox users sign in through Nylas hosted auth, each with their tenant's credential_id"):
+            sign_in_user(emulators, contoso, "ada@contoso.example")  # a work account
+            sign_in_user(emulators, fabrikam, "bob@outlook.com")  # a personal Microsoft account
+        add_foreign_credential(emulators, northwind, "break-glass (added by hand)")
+        say(f"    someone adds a credential of their own to {northwind.name}'s app by hand (it must survive)\n\n")
         for t in tenants:
             t.before = _snapshot(svc, t.name)
         say(
@@ -243,7 +267,7 @@ def _scenario(emulators: Emulators, storage_connection: str, say: Any, steps: Pr
                 [
                     (
                         t.name,
-                        t.scenario.client_id,
+                        short(t.scenario.client_id),
                         short(t.before.key_id),
                         _date(t.before.expires_on),
                         t.target,
@@ -260,7 +284,7 @@ def _scenario(emulators: Emulators, storage_connection: str, say: Any, steps: Pr
         before = world.clock.now()
         world.clock.advance(days=INTO_WINDOW_DAYS)
         say(
-            f"\n[2/4] {INTO_WINDOW_DAYS} days later ({_date(before)} -> {_date(world.clock.now())}): "
+            f"\n[2/5] {INTO_WINDOW_DAYS} days later ({_date(before)} -> {_date(world.clock.now())}): "
             "every secret is inside its 30-day rotation window\n"
         )
         alerts.alerts.clear()
@@ -268,46 +292,74 @@ def _scenario(emulators: Emulators, storage_connection: str, say: Any, steps: Pr
         with steps.step("timer: nightly_scan lists Key Vault once and queues the due tenants"):
             nightly_scan(TimerRequest())
         queued = queue_client(svc).get_queue_properties().approximate_message_count
-        say(f"    {queued} rotation requests queued in Azurite\n")
+        interval = 2 * 60 / svc.settings.graph_writes_per_minute
+        say(
+            f"    {queued} rotation requests queued in Azurite; apps that sign in personal accounts may take 60\n"
+            f"    Graph writes a minute, so their rotations start {interval:.1f} s apart\n"
+        )
         with steps.step("queue: rotate_from_queue, one message per tenant (verify through propagation)"):
             calls = len(drain(svc))
-        say(f"    {calls} messages handled; the manual tenant parks until a person pastes the new secret\n")
         say(
-            f"    Entra answered {world.calls['entra.token']} token requests for {len(tenants)} new secrets: a new\n"
-            "    secret is refused (AADSTS7000215) until it propagates, and the check retries with backoff\n"
+            f"    {calls} messages handled; Entra answered {world.calls['entra.token']} token requests: a new secret\n"
+            "    is refused (AADSTS7000215) until it propagates, and the check retries with backoff;\n"
+            f"    Graph throttled {world.graph.throttled_count} writes\n"
         )
-        middle = [(t.name, t.target, _snapshot(svc, t.name).state) for t in tenants]
-        say(table(("TENANT", "NYLAS TARGET", "STATE"), middle) + "\n")
         for alert in alerts.alerts:
             say(f"    alert {alert.kind} ({alert.severity.value}) for {alert.tenant}: {alert.summary}\n")
 
         # --- 3 ------------------------------------------------------------------------------
-        say("\n[3/4] The operator pastes the manual tenant's new secret and confirms\n")
-        for t in tenants:
-            if t.target != "manual":
-                continue
-            operator_pastes(svc, emulators, t.scenario)
-            with steps.step(f"POST /api/tenants/{t.name}/rotation/confirm"):
-                status, data = _confirm(t.name)
-            say(f"    confirm answered {status}: {data.get('result')}, revoked key {data.get('revokedKeyId')}\n")
+        say("\n[3/5] The signed-in mailboxes: Nylas refreshes each user's token with the secret it holds now\n")
+        refresh_ok = True
+        for t in tenants[:2]:
+            broken = users_who_cannot_refresh(emulators, t.scenario)
+            refresh_ok = refresh_ok and not broken
+            mark = OK if not broken else BAD
+            say(f"  {mark} {t.name}: {len(t.scenario.users)} user(s) still refresh, no new sign-in needed\n")
 
         # --- 4 ------------------------------------------------------------------------------
-        say("\n[4/4] Before and after\n")
+        say("\n[4/5] northwind moves to Nylas v3: a new tenant replaces the v2 one, then the v2 one retires\n")
+        successor = provision("northwind-v3", "v3-credential", nylas_app=NYLAS_APP, replaces="northwind")
+        if successor is None:
+            return False
+        sign_in_user(emulators, successor.scenario, "carol@northwind.example")
+        _, listing = _http(list_tenants_http, "GET", TENANTS_URL)
+        pairs = [
+            (v["tenant"], v.get("replaces", ""), v.get("replacedBy", ""))
+            for v in listing.get("tenants", [])
+            if v.get("replaces") or v.get("replacedBy")
+        ]
+        say(table(("TENANT", "REPLACES", "REPLACED BY"), pairs) + "\n")
+        retire = func.HttpRequest(
+            method="DELETE",
+            url=f"{TENANTS_URL}/northwind",
+            headers={},
+            params={"confirm": "northwind"},
+            route_params={"tenant": "northwind"},
+            body=b"",
+        )
+        with steps.step("DELETE /api/tenants/northwind?confirm=northwind"):
+            response = retire_tenant(retire)
+        retired = json.loads(response.get_body())
+        revoked = len(retired.get("revokedKeyIds", []))
+        soft_deleted = ", ".join(retired.get("keyVaultSecretsDeleted", []))
+        say(
+            f"    retire answered {response.status_code}: revoked {revoked} credential(s) of ours, "
+            f"Key Vault secrets soft-deleted: {soft_deleted}\n"
+        )
+        retired_ok = response.status_code == 200 and not credentials(emulators, northwind)[0]
+        retired_ok = retired_ok and northwind.foreign <= {p.key_id for p in credentials(emulators, northwind)[1]}
+
+        # --- 5 ------------------------------------------------------------------------------
+        say("\n[5/5] Before and after\n")
+        rotated = tenants[:2]
         rows: list[tuple[str, ...]] = []
-        for t in tenants:
+        for t in rotated:
             t.after = _snapshot(svc, t.name)
             latest = svc.deps.vault.get(f"{svc.settings.secret_prefix}{t.name}")
             works, code = (False, "no value")
             if latest is not None and latest.value:
                 works, code = world.entra.token_works(world.entra.tenant_id, t.scenario.client_id, latest.value)
-            history = world.nylas.history(t.scenario.nylas_app_id)
             ours, theirs = credentials(emulators, t.scenario)
-            new_hint = next((p.hint for p in ours if p.key_id == t.after.key_id), "")
-            held = "-"
-            if history:
-                _, client_id, hint = history[-1]
-                same = client_id == t.scenario.client_id and hint == new_hint
-                held = f"{short(client_id)} {hint}… ({'= new key' if same else 'NOT the new key'})"
             assert t.before is not None
             rows.append(
                 (
@@ -315,21 +367,19 @@ def _scenario(emulators: Emulators, storage_connection: str, say: Any, steps: Pr
                     short(t.before.key_id),
                     short(t.after.key_id),
                     _date(t.after.expires_on),
-                    held,
                     OK if works else f"{BAD} {code}",
                     f"{len(ours)} / {len(theirs)}",
                 )
             )
-        headers = ("TENANT", "OLD KEY", "NEW KEY", "EXPIRES", "NYLAS HOLDS (client, hint)", "ENTRA OK", "OURS/FOREIGN")
-        say(table(headers, rows) + "\n")
-        say("    (ids shortened; a secret is never shown, only Graph's three-character hint)\n")
+        say(table(("TENANT", "OLD KEY", "NEW KEY", "EXPIRES", "ENTRA OK", "OURS/FOREIGN"), rows) + "\n")
+        say("    (ids shortened; a secret is never shown)\n")
         say(
             "\nInvariants, checked against the emulated world, not the service's own view: Nylas holds a secret\n"
-            "Entra accepts; it is the latest Key Vault version; exactly one credential of ours, every other one\n"
-            "of ours removed; foreign credentials untouched; one new credential per rotation.\n"
+            "Entra accepts in each tenant's own credential; it is the latest Key Vault version; exactly one\n"
+            "credential of ours; foreign credentials untouched; every signed-in user keeps refreshing.\n"
         )
-        ok = True
-        for t in tenants:
+        ok = refresh_ok
+        for t in rotated:
             assert t.before is not None and t.after is not None
             broken = check_settled(svc, emulators, t.scenario)
             ours, _ = credentials(emulators, t.scenario)
@@ -341,15 +391,19 @@ def _scenario(emulators: Emulators, storage_connection: str, say: Any, steps: Pr
             if broken:
                 say(f"  {BAD} {t.name} ({t.target}): " + "; ".join(broken) + "\n")
             else:
-                foreign = f"; its {len(t.scenario.foreign)} foreign credential kept" if t.scenario.foreign else ""
-                say(f"  {OK} {t.name} ({t.target}): settled, new key, old key revoked{foreign}\n")
-        manual = [t.name for t in tenants if t.target == "manual"]
-        asked = {a.tenant for a in alerts.alerts if a.kind == "manual-action"}
-        if set(manual) <= asked:
-            say(f"  {OK} the operator was alerted (manual-action) for {', '.join(manual)}\n")
-        else:
-            ok = False
-            say(f"  {BAD} no manual-action alert for {', '.join(sorted(set(manual) - asked))}\n")
+                say(f"  {OK} {t.name} ({t.target}): settled, new key, old key revoked, its user still signed in\n")
+        broken = check_settled(svc, emulators, successor.scenario)
+        ok = ok and not broken
+        say(
+            f"  {OK if not broken else BAD} northwind-v3 (v3-credential): current; "
+            + ("; ".join(broken) or "its user signed in")
+            + "\n"
+        )
+        ok = ok and retired_ok
+        say(
+            f"  {OK if retired_ok else BAD} northwind (v2-integration): retired, none of our credentials left, "
+            "the foreign one kept\n"
+        )
         return ok
     finally:
         use_services(None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -62,18 +63,22 @@ def drain(
     max_dequeue_count: int | None = None,
     max_rounds: int = 50,
     around: Callable[[Delivery], AbstractContextManager[None]] | None = None,
+    wait_delayed_seconds: float = 300.0,
 ) -> list[Delivery]:
     """Deliver every message of the rotation queue (and its poison queue) to its function until
     both are empty, the way the host does: a message whose call raised is handed out again, and
     after ``maxDequeueCount`` tries moves to ``<queue>-poison``. ``around`` wraps each call (the
-    simulation arms crashes with it). Returns every call, in order."""
+    simulation arms crashes with it). Messages queued with a delay (paced rotations) are waited
+    for, in real time, up to ``wait_delayed_seconds``. Returns every call, in order."""
     from blueprints.queue import MAX_DEQUEUE_COUNT, rotate_from_queue, rotation_poison
 
     limit = max_dequeue_count or MAX_DEQUEUE_COUNT
     main = queue_client(services)
     poison = queue_client(services, f"{services.settings.rotation_queue}-poison")
     deliveries: list[Delivery] = []
-    for _ in range(max_rounds):
+    waited = 0.0
+    rounds = 0
+    while rounds < max_rounds:
         progressed = False
         for client, function in ((main, rotate_from_queue), (poison, rotation_poison)):
             try:
@@ -112,6 +117,18 @@ def drain(
                         client.update_message(message, visibility_timeout=0)
                     continue
                 client.delete_message(message)
-        if not progressed:
+        if progressed:
+            rounds += 1
+            continue
+        if waited >= wait_delayed_seconds or not _invisible_messages(main):
             return deliveries
+        time.sleep(0.25)  # a delayed message becomes visible on Azurite's (real) clock
+        waited += 0.25
     raise RuntimeError(f"the rotation queue did not drain in {max_rounds} rounds")
+
+
+def _invisible_messages(client: QueueClient) -> bool:
+    try:
+        return bool(client.get_queue_properties().approximate_message_count)
+    except ResourceNotFoundError:
+        return False

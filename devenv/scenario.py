@@ -7,6 +7,12 @@ world (not against the service's own view). Shared by the tests, the demo and th
 3. Foreign credentials are never touched; a settled app holds exactly one credential of ours.
 4. (after any fault) the next runs settle it: checked by the callers' settle loops.
 5. No double rotation: at most one new credential recorded per rotation.
+6. Every user signed in through Nylas v3 hosted auth keeps refreshing (the strongest proof: what
+   Nylas does with the secret, not only what Entra says of it). An app that signs in personal
+   accounts never holds more than two secrets.
+
+Where Nylas keeps a tenant's secret is read from the emulated Nylas, by the credential's name
+(the tenant's connector credential) or the connector's settings, never from our record.
 """
 
 from __future__ import annotations
@@ -21,30 +27,36 @@ from blueprints.http_api import provision_tenant
 from clients.factory import Services
 from core.record import NylasTarget, RotationState, TenantRecord, secret_name
 from emulators import Emulators
-from rotation.engine import is_ours
 
 NYLAS_V3_KEY = "nyk_v3_local_test_key_0001"
 NYLAS_V2_SECRET = "nylas-v2-local-client-secret-0001"
 PROVISION_URL = "https://func.example/api/tenants"
+# The name the service gives a tenant's connector credential: spelled here, not imported.
+CREDENTIAL_NAME = "nylas-entra-{tenant}"
+OUR_CREDENTIAL = "nylas-entra-rotator "  # + a 12-hex rotation id: the exact format of ours
 
 
 def tenant_body(
     tenant: str = "acme",
-    target: str = "v3-connector",
+    target: str = "v3-credential",
     *,
     auth: dict[str, Any] | None = None,
+    nylas_app: str | None = None,
+    region: str = "us",
     **extra: Any,
 ) -> dict[str, Any]:
-    """A provisioning request as a client would send it (the Nylas credential inline)."""
-    nylas: dict[str, Any] = {"target": target, "region": "us", "appId": f"nylas-{tenant}"}
-    if target == "v3-connector":
-        nylas["credential"] = NYLAS_V3_KEY + tenant
+    """A provisioning request as a client would send it (the Nylas credential inline). Tenants
+    that name the same ``nylas_app`` share one Nylas application (and its API key)."""
+    app_id = nylas_app or f"nylas-{tenant}"
+    nylas: dict[str, Any] = {"target": target, "region": region, "appId": app_id}
+    if target.startswith("v3-"):
+        nylas["credential"] = NYLAS_V3_KEY + app_id
     elif target == "v2-integration":
-        nylas["credential"] = NYLAS_V2_SECRET + tenant
+        nylas["credential"] = NYLAS_V2_SECRET + app_id
     body: dict[str, Any] = {
         "tenant": tenant,
         "displayName": f"{tenant.title()} mail sync",
-        "auth": auth or {"mode": "hosted", "region": "us"},
+        "auth": auth or {"mode": "hosted", "region": region},
         "nylas": nylas,
     }
     body.update(extra)
@@ -52,13 +64,22 @@ def tenant_body(
 
 
 def register_nylas(emulators: Emulators, body: dict[str, Any]) -> None:
-    """The Nylas application a tenant points at exists before we provision it. For the manual
-    target (the v2 dashboard has no API) a v2 app models what the dashboard holds."""
+    """The Nylas application a tenant points at exists before we provision it (once, however many
+    tenants share it). A v3-credential tenant needs the application's Microsoft connector, which
+    holds the customer's own default Entra app; a v3-connector tenant makes the connector itself.
+    For the manual target (the v2 dashboard has no API) a v2 app models what the dashboard holds."""
     nylas = body["nylas"]
     world = emulators.world
-    if nylas["target"] == "v3-connector":
+    if nylas["appId"] in world.nylas.apps:
+        return
+    target = nylas.get("target", "v3-credential")
+    if target.startswith("v3-"):
         world.nylas.add_v3_app(nylas["appId"], nylas["credential"], nylas["region"])
-    elif nylas["target"] == "v2-integration":
+        if target == "v3-credential":
+            default = world.graph.create_app("the-customer", {"displayName": f"{nylas['appId']} default app"})
+            _, secret = world.graph.add_password_direct(default.object_id, "made in the portal")
+            world.nylas.add_v3_connector(nylas["appId"], default.app_id, secret, "common")
+    elif target == "v2-integration":
         world.nylas.add_v2_app(nylas["appId"], nylas["credential"], nylas["region"])
     else:
         world.nylas.add_v2_app(nylas["appId"], "dashboard-only", nylas["region"])
@@ -85,6 +106,11 @@ class Tenant:
     target: str
     foreign: set[str] = field(default_factory=set)  # key ids of credentials made by someone else
     baseline: set[str] = field(default_factory=set)  # key ids recorded before the scenario under test
+    users: list[str] = field(default_factory=list)  # Nylas grant ids of users signed in through hosted auth
+
+    @property
+    def v3(self) -> bool:
+        return self.target.startswith("v3-")
 
 
 def provision(
@@ -103,6 +129,39 @@ def provision(
         operator_pastes(svc, emulators, tenant)
         svc.engine.confirm(name)
     return tenant
+
+
+def nylas_credential_id(emulators: Emulators, tenant: Tenant) -> str | None:
+    """The tenant's connector credential at Nylas, found by its name."""
+    wanted = CREDENTIAL_NAME.format(tenant=tenant.name)
+    found = [c for c in emulators.world.nylas.credentials(tenant.nylas_app_id) if c["name"] == wanted]
+    return str(found[0]["id"]) if found else None
+
+
+def sign_in_user(emulators: Emulators, tenant: Tenant, email: str) -> str:
+    """A mailbox user signs in through Nylas v3 hosted auth, with the tenant's credential_id
+    (v3-credential) or the connector's default (v3-connector)."""
+    from devenv.mailbox import sign_in
+
+    credential_id = nylas_credential_id(emulators, tenant) if tenant.target == "v3-credential" else None
+    grant: str = sign_in(
+        emulators,
+        nylas_app_id=tenant.nylas_app_id,
+        email=email,
+        credential_id=credential_id,
+        region=tenant.body["nylas"]["region"],
+    )
+    tenant.users.append(grant)
+    return grant
+
+
+def users_who_cannot_refresh(emulators: Emulators, tenant: Tenant) -> list[str]:
+    broken = []
+    for grant in tenant.users:
+        ok, why = emulators.world.nylas.refresh_grant(tenant.nylas_app_id, grant)
+        if not ok:
+            broken.append(f"{grant} ({why})")
+    return broken
 
 
 def operator_pastes(svc: Services, emulators: Emulators, tenant: Tenant) -> None:
@@ -127,15 +186,36 @@ def record(svc: Services, tenant: Tenant) -> tuple[Any, TenantRecord]:
     return latest, rec
 
 
+def is_our_credential(display_name: str | None) -> bool:
+    """Our exact format, "nylas-entra-rotator <12 hex>": a look-alike made by a person is not ours."""
+    name = display_name or ""
+    rotation_id = name[len(OUR_CREDENTIAL) :]
+    hex_id = len(rotation_id) == 12 and all(c in "0123456789abcdef" for c in rotation_id)
+    return name.startswith(OUR_CREDENTIAL) and hex_id
+
+
 def credentials(emulators: Emulators, tenant: Tenant) -> tuple[list[Any], list[Any]]:
     app = emulators.world.graph.apps[tenant.object_id]
-    ours = [p for p in app.password_credentials if is_ours(p.display_name)]
-    theirs = [p for p in app.password_credentials if not is_ours(p.display_name)]
+    ours = [p for p in app.password_credentials if is_our_credential(p.display_name)]
+    theirs = [p for p in app.password_credentials if not is_our_credential(p.display_name)]
     return ours, theirs
 
 
+def nylas_holds(emulators: Emulators, tenant: Tenant) -> tuple[str, str] | None:
+    """(client id, secret) where Nylas keeps this tenant's Microsoft app: its own connector
+    credential (v3-credential), or the application's connector or integration."""
+    if tenant.target == "v3-credential":
+        credential_id = nylas_credential_id(emulators, tenant)
+        return emulators.world.nylas.credential(tenant.nylas_app_id, credential_id) if credential_id else None
+    return emulators.world.nylas.current(tenant.nylas_app_id)
+
+
 def nylas_holds_working_secret(emulators: Emulators, tenant: Tenant) -> bool:
-    return emulators.world.nylas_secret_works(tenant.nylas_app_id)
+    held = nylas_holds(emulators, tenant)
+    if held is None or held[0] != tenant.client_id:
+        return False
+    ok, _ = emulators.world.entra.token_works(emulators.world.entra.tenant_id, held[0], held[1])
+    return ok
 
 
 def check_anytime(svc: Services, emulators: Emulators, tenant: Tenant) -> list[str]:
@@ -154,6 +234,12 @@ def check_anytime(svc: Services, emulators: Emulators, tenant: Tenant) -> list[s
         broken.append("2: the latest Key Vault version records a credential that no longer exists")
     if not tenant.foreign <= {p.key_id for p in theirs}:
         broken.append("3: a foreign credential was removed")
+    app = emulators.world.graph.apps[tenant.object_id]
+    if app.data.get("signInAudience") == "AzureADandPersonalMicrosoftAccount" and len(app.password_credentials) > 2:
+        broken.append(f"6: a personal-account app holds {len(app.password_credentials)} secrets")
+    cannot = users_who_cannot_refresh(emulators, tenant)
+    if cannot:
+        broken.append(f"6: signed-in users cannot refresh: {', '.join(cannot)}")
     new = recorded_keys(svc, tenant) - tenant.baseline
     if tenant.baseline and len(new) > 1:
         broken.append(f"5: {len(new)} new credentials recorded in one scenario (a double rotation)")
@@ -179,7 +265,7 @@ def check_settled(svc: Services, emulators: Emulators, tenant: Tenant) -> list[s
         broken.append(f"4: state {rec.state} did not settle")
     if [p.key_id for p in ours] != [rec.key_id]:
         broken.append(f"3: {len(ours)} credentials of ours after settling, expected exactly the recorded one")
-    held = emulators.world.nylas.current(tenant.nylas_app_id)
+    held = nylas_holds(emulators, tenant)
     if held is None or held[1] != latest.value:
         broken.append("2: the latest Key Vault version is not the secret Nylas holds")
     ok, code = emulators.world.entra.token_works(emulators.world.entra.tenant_id, tenant.client_id, latest.value)

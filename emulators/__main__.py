@@ -16,8 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m emulators",
         description=(
-            "Local HTTPS emulators of Microsoft Entra ID (token endpoint), Microsoft Graph v1.0 (applications, "
-            "passwords, service principals), Azure Key Vault secrets and Nylas (v3 connector, v2 integration), "
+            "Local HTTPS emulators of Microsoft Entra ID (token endpoint, user sign-in), Microsoft Graph v1.0 "
+            "(applications, passwords, service principals), Azure Key Vault secrets and Nylas (v3 connector, "
+            "credentials and hosted auth; v2 integration), "
             "sharing one world. A throw-away CA is generated at start; point clients at the printed CA bundle. "
             "Steer the world through the control URL (see docs/emulators.md)."
         ),

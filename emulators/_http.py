@@ -78,12 +78,20 @@ def retry_after_value(seconds: float) -> str:
 class HttpError(Exception):
     """Raised by handlers to answer an error in the service's own format."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        details: list[dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__(f"{status} {code}")
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or {}
+        self.details = details  # Graph's error.details, when the real answer has them
 
 
 @dataclass
@@ -294,6 +302,8 @@ def make_handler(service: Service) -> type[BaseHTTPRequestHandler]:
                 with world.lock:
                     return handler(req)
             except HttpError as err:
+                if err.details is not None:
+                    req.context["error_details"] = err.details
                 return service.error_response(req, err.status, err.code, err.message, err.headers)
             except (ValueError, json.JSONDecodeError) as err:
                 return service.error_response(req, 400, service.default_code(400), f"Malformed request: {err}")

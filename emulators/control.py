@@ -36,6 +36,15 @@ class ControlService(Service):
         self.add("POST", r"/reset", "control.reset", self.reset)
         self.add("POST", r"/nylas/apps", "control.nylas_apps", self.nylas_app)
         self.add("GET", r"/nylas/apps/(?P<app_id>[^/]+)", "control.nylas_app_state", self.nylas_state)
+        self.add("POST", r"/nylas/apps/(?P<app_id>[^/]+)/connector", "control.nylas_connector", self.nylas_connector)
+        self.add(
+            "POST",
+            r"/nylas/apps/(?P<app_id>[^/]+)/grants/(?P<grant_id>[^/]+)/refresh",
+            "control.nylas_refresh_grant",
+            self.nylas_refresh,
+        )
+        self.add("POST", r"/entra/users", "control.entra_user", self.entra_user)
+        self.add("POST", r"/graph/write_quota", "control.graph_write_quota", self.write_quota)
         self.add("POST", r"/graph/policy", "control.graph_policy", self.policy)
         self.add("POST", r"/graph/foreign_apps", "control.graph_foreign_app", self.foreign_app)
         self.add("POST", r"/graph/apps/(?P<oid>[^/]+)/passwords", "control.graph_add_password", self.add_password)
@@ -108,6 +117,16 @@ class ControlService(Service):
         def entry(h: tuple[datetime, str, str]) -> dict[str, str]:
             return {"time": iso(h[0]), "client_id": h[1], "hint": h[2]}
 
+        grants = [
+            {
+                "id": g.id,
+                "email": g.email,
+                "credential_id": g.credential_id,
+                "client_id": g.client_id,
+                "last_refresh": list(g.last_refresh) if g.last_refresh else None,
+            }
+            for g in self.world.nylas.grants(app_id)
+        ]
         return json_response(
             200,
             {
@@ -115,6 +134,60 @@ class ControlService(Service):
                 "hint": current[1][:3] if current else None,
                 "secret_works": self.world.nylas_secret_works(app_id),
                 "history": [entry(h) for h in self.world.nylas.history(app_id)],
+                "active_credential_id": self.world.nylas.apps[app_id].active_credential_id,
+                "credentials": self.world.nylas.credentials(app_id),
+                "grants": grants,
+            },
+        )
+
+    def nylas_connector(self, req: Request, app_id: str) -> Response:
+        body = _body(req)
+        app = self.world.nylas.apps.get(app_id)
+        if app is None or app.kind != "v3":
+            raise HttpError(404, "NotFound", f"No Nylas v3 app {app_id}.")
+        if app.has_connector:
+            raise HttpError(409, "Conflict", f"Nylas app {app_id} already has a Microsoft connector.")
+        if not body.get("client_id") or not body.get("client_secret"):
+            raise HttpError(400, "BadRequest", "Need client_id and client_secret.")
+        self.world.nylas.add_v3_connector(
+            app_id,
+            str(body["client_id"]),
+            str(body["client_secret"]),
+            str(body.get("tenant") or "common"),
+            [str(s) for s in body.get("scope") or []],
+        )
+        return json_response(201, {"app_id": app_id, "active_credential_id": app.active_credential_id})
+
+    def nylas_refresh(self, req: Request, app_id: str, grant_id: str) -> Response:
+        ok, code = self.world.nylas.refresh_grant(app_id, grant_id)
+        return json_response(200, {"ok": ok, "code": code})
+
+    def entra_user(self, req: Request) -> Response:
+        body = _body(req)
+        if not body.get("email"):
+            raise HttpError(400, "BadRequest", "Need email.")
+        try:
+            user = self.world.entra.add_user(
+                str(body["email"]), str(body.get("kind", "work")), body.get("home_tenant") or None
+            )
+        except ValueError as err:
+            raise HttpError(400, "BadRequest", str(err)) from None
+        return json_response(201, {"email": user.email, "kind": user.kind, "home_tenant": user.home_tenant})
+
+    def write_quota(self, req: Request) -> Response:
+        body = _body(req)
+        graph = self.world.graph
+        if "limit" in body:
+            graph.personal_write_limit = None if body["limit"] is None else int(body["limit"])
+        if "window_seconds" in body:
+            graph.personal_write_window_seconds = float(body["window_seconds"])
+        return json_response(
+            200,
+            {
+                "limit": graph.personal_write_limit,
+                "window_seconds": graph.personal_write_window_seconds,
+                "writes": graph.personal_write_count,
+                "throttled": graph.throttled_count,
             },
         )
 

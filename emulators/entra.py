@@ -1,18 +1,95 @@
-"""Microsoft Entra ID token service (v2.0 endpoints), client-credentials only.
+"""Microsoft Entra ID (v2.0 endpoints): the token service and the user sign-in page.
 
 Decisions come from the shared World: a client secret is accepted only if it
 is a live, propagated password credential of the Graph app whose appId is the
-client id, exactly like Entra validates against the directory.
+client id, exactly like Entra validates against the directory. Users sign in at
+``/authorize`` (the emulator signs in whoever ``login_hint`` names) and the app
+redeems the code or a refresh token at ``/token``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import html
+import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_plus, urlencode, urlsplit
 
 from ._http import Request, Response, Service, json_response, retry_after_value
-from .world import GRAPH_RESOURCE, GRAPH_RESOURCE_ID, TOKEN_LIFETIME_SECONDS, VAULT_RESOURCE, Fault, World
+from .world import (
+    GRAPH_RESOURCE,
+    GRAPH_RESOURCE_ID,
+    PERSONAL_AUDIENCES,
+    TOKEN_LIFETIME_SECONDS,
+    VAULT_RESOURCE,
+    EntraUser,
+    Fault,
+    GraphApp,
+    TokenOutcome,
+    World,
+)
+
+EXCHANGE_RESOURCE_ID = "00000002-0000-0ff1-ce00-000000000000"
+_GRAPH_PREFIXES = {GRAPH_RESOURCE, GRAPH_RESOURCE_ID}
+_EXCHANGE_PREFIXES = {"https://outlook.office365.com", "https://outlook.office.com", EXCHANGE_RESOURCE_ID}
+OIDC_SCOPES = ("openid", "profile", "email", "offline_access")
+# Delegated permissions of Microsoft Graph the emulator knows [G1] (names are case-insensitive).
+GRAPH_DELEGATED_SCOPES = (
+    "User.Read",
+    "User.ReadBasic.All",
+    "User.Read.All",
+    "User.ReadWrite",
+    "Mail.Read",
+    "Mail.ReadBasic",
+    "Mail.ReadWrite",
+    "Mail.Send",
+    "Mail.Read.Shared",
+    "Mail.ReadWrite.Shared",
+    "Mail.Send.Shared",
+    "MailboxSettings.Read",
+    "MailboxSettings.ReadWrite",
+    "Calendars.Read",
+    "Calendars.ReadBasic",
+    "Calendars.ReadWrite",
+    "Calendars.Read.Shared",
+    "Calendars.ReadWrite.Shared",
+    "Contacts.Read",
+    "Contacts.ReadWrite",
+    "Contacts.Read.Shared",
+    "Contacts.ReadWrite.Shared",
+    "People.Read",
+    "People.Read.All",
+    "OnlineMeetings.Read",
+    "OnlineMeetings.ReadWrite",
+    "Place.Read.All",
+    "Tasks.Read",
+    "Tasks.ReadWrite",
+    "Files.Read",
+    "Files.ReadWrite",
+    "Files.Read.All",
+    "Files.ReadWrite.All",
+    "IMAP.AccessAsUser.All",
+    "POP.AccessAsUser.All",
+    "SMTP.Send",
+    "EAS.AccessAsUser.All",
+    "EWS.AccessAsUser.All",
+)
+# Delegated permissions of Exchange Online (the legacy protocols Nylas v2 used).
+EXCHANGE_DELEGATED_SCOPES = (
+    "EAS.AccessAsUser.All",
+    "EWS.AccessAsUser.All",
+    "IMAP.AccessAsUser.All",
+    "POP.AccessAsUser.All",
+    "SMTP.Send",
+    "full_access_as_user",
+)
+# Exchange ActiveSync / EWS: work accounts only (personal accounts get invalid_scope).
+_EXCHANGE_ONLY_WORK = {"eas.accessasuser.all", "ews.accessasuser.all"}
+_GRAPH_BY_LOWER = {s.lower(): s for s in GRAPH_DELEGATED_SCOPES}
+_EXCHANGE_BY_LOWER = {s.lower(): s for s in EXCHANGE_DELEGATED_SCOPES}
 
 # AADSTS code -> (OAuth error, HTTP status, description template)
 _ERRORS: dict[str, tuple[str, int, str]] = {
@@ -59,7 +136,97 @@ _ERRORS: dict[str, tuple[str, int, str]] = {
         "The provided value for scope {scope} is not valid. Client credential "
         "flows must have a scope value with /.default suffixed to the resource identifier.",
     ),
+    "AADSTS7000218": (
+        "invalid_client",
+        401,
+        "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+    ),
+    # User grants (authorization_code, refresh_token).
+    "AADSTS9002313": ("invalid_grant", 400, "Invalid request. Request is malformed or invalid."),
+    "AADSTS54005": (
+        "invalid_grant",
+        400,
+        "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an "
+        "existing refresh token.",
+    ),
+    "AADSTS70008": (
+        "invalid_grant",
+        400,
+        "The provided authorization code or refresh token has expired due to inactivity. Send a new "
+        "interactive authorization request for this user and resource.",
+    ),
+    "AADSTS70000": ("invalid_grant", 400, "Provided grant is invalid or malformed."),
 }
+
+# Sign-in page (GET /authorize) refusals: AADSTS code -> description template.
+_SIGN_IN: dict[str, str] = {
+    "AADSTS90002": _ERRORS["AADSTS90002"][2],
+    "AADSTS700016": _ERRORS["AADSTS700016"][2],
+    "AADSTS900144": _ERRORS["AADSTS900144"][2],
+    "AADSTS50011": (
+        "The redirect URI '{redirect_uri}' specified in the request does not match the redirect URIs configured "
+        "for the application '{client_id}'. Make sure the redirect URI sent in the request matches one added to "
+        "your application in the Azure portal. Navigate to https://aka.ms/redirectUriMismatchError to learn more "
+        "about how to fix this."
+    ),
+    "AADSTS50020": (
+        "User account '{email}' from identity provider '{idp}' does not exist in tenant '{tenant}' and cannot "
+        "access the application '{client_id}'({app_name}) in that tenant. The account needs to be added as an "
+        "external user in the tenant first. Sign out and sign in again with a different Azure Active Directory "
+        "user account."
+    ),
+    "AADSTS500200": (
+        "User account '{email}' is a personal Microsoft account. Personal Microsoft accounts are not supported "
+        "for this application unless explicitly invited to an organization. Try signing out and signing back in "
+        "with an organizational account."
+    ),
+    "AADSTS9002331": (
+        "Application '{client_id}'({app_name}) is configured for use by Microsoft Account users only. Please use "
+        "the /consumers endpoint to serve this request."
+    ),
+}
+# Refusals sent back to the redirect URI: AADSTS code -> (OAuth error, description template).
+_REDIRECTED: dict[str, tuple[str, str]] = {
+    "AADSTS50194": (
+        "invalid_request",
+        "Application '{client_id}'({app_name}) is not configured as a multi-tenant application. Usage of the "
+        "/common endpoint is not supported for such applications created after '10/15/2018'. Use a "
+        "tenant-specific endpoint or configure the application to be multi-tenant.",
+    ),
+    "AADSTS900144": ("invalid_request", _ERRORS["AADSTS900144"][2]),
+    "AADSTS700051": (
+        "unsupported_response_type",
+        "response_type '{response_type}' is not enabled for the application.",
+    ),
+    "AADSTS70011": (
+        "invalid_scope",
+        "The provided value for the input parameter 'scope' is not valid. The scope '{scope}' does not exist.",
+    ),
+    "AADSTS70011.default": (
+        "invalid_scope",
+        "The provided value for the input parameter 'scope' is not valid. The scope '{scope}' is not valid - it "
+        "refers to a resource which is not listed in the client's Required Resource Access and for which the user "
+        "does not have any existing consent.",
+    ),
+    "AADSTS70011.resource": (
+        "invalid_scope",
+        "The provided resource value for the input parameter 'scope' is not valid.",
+    ),
+}
+_CONSUMERS_REFUSAL = (
+    "The client does not exist or is not enabled for consumers. If you are the application developer, configure a "
+    "new application through the App Registrations in the Azure Portal."
+)
+
+
+@dataclass
+class _Refusal(Exception):
+    """A sign-in the user agent cannot continue: an error page, or an error sent to the redirect URI."""
+
+    code: str  # AADSTS code (or an OAuth error when the page has none)
+    params: dict[str, str]
+    redirect: bool = False
+
 
 _RESOURCES = {
     GRAPH_RESOURCE: GRAPH_RESOURCE,
@@ -83,6 +250,7 @@ class EntraService(Service):
             self.openid_configuration,
         )
         self.add("POST", r"/(?P<tenant>[^/]+)/oauth2/v2\.0/token", "entra.token", self.token)
+        self.add("GET", r"/(?P<tenant>[^/]+)/oauth2/v2\.0/authorize", "entra.authorize", self.authorize)
 
     # -- error format
     def _aadsts(self, code: str, **fmt: str) -> Response:
@@ -165,9 +333,14 @@ class EntraService(Service):
 
     def token(self, req: Request, tenant: str) -> Response:
         form = {k: v[0] for k, v in parse_qs(req.body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+        grant = form.get("grant_type", "")
+        if grant in ("authorization_code", "refresh_token"):
+            # User grants may use the multi-tenant authorities (common, organizations, consumers).
+            if self.world.entra.resolve_authority(tenant) is None:
+                return self._aadsts("AADSTS90002", tenant=tenant)
+            return self._user_grant(req, form, tenant, grant)
         if not self.world.entra.known_tenant(tenant):
             return self._aadsts("AADSTS90002", tenant=tenant)
-        grant = form.get("grant_type", "")
         if not grant:
             return self._aadsts("AADSTS900144", param="grant_type")
         if grant != "client_credentials":
@@ -186,13 +359,7 @@ class EntraService(Service):
             return self._aadsts("AADSTS500011", resource=scopes[0][: -len("/.default")], tenant=tenant)
         secret = form.get("client_secret", "")
         if not secret and self.world.graph.by_app_id(client_id) is not None:
-            return self._error(
-                401,
-                "invalid_client",
-                "AADSTS7000218: The request body must contain the following "
-                "parameter: 'client_assertion' or 'client_secret'.",
-                [7000218],
-            )
+            return self._aadsts("AADSTS7000218")
         ok, code = self.world.entra.token_works(tenant, client_id, secret)
         if not ok:
             return self._aadsts(code, tenant=tenant, client_id=client_id)
@@ -205,5 +372,234 @@ class EntraService(Service):
                 "ext_expires_in": TOKEN_LIFETIME_SECONDS,
                 "access_token": token,
             },
-            {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"},
+            _NO_CACHE,
         )
+
+    def _user_grant(self, req: Request, form: dict[str, str], tenant: str, grant: str) -> Response:
+        client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+        basic = _basic_credentials(req.header("Authorization"))
+        if basic is not None:  # client_secret_basic
+            client_id, secret = client_id or basic[0], basic[1]
+        if not client_id:
+            return self._aadsts("AADSTS900144", param="client_id")
+        entra = self.world.entra
+        if grant == "authorization_code":
+            for param in ("code", "redirect_uri"):
+                if not form.get(param):
+                    return self._aadsts("AADSTS900144", param=param)
+            outcome = entra.redeem_code(
+                tenant=tenant,
+                code=form["code"],
+                client_id=client_id,
+                client_secret=secret,
+                redirect_uri=form["redirect_uri"],
+            )
+        else:
+            if not form.get("refresh_token"):
+                return self._aadsts("AADSTS900144", param="refresh_token")
+            outcome = entra.redeem_refresh(
+                tenant=tenant, refresh_token=form["refresh_token"], client_id=client_id, client_secret=secret
+            )
+        if outcome.ok:
+            return json_response(200, outcome.body, _NO_CACHE)
+        return self._outcome_error(outcome)
+
+    def _outcome_error(self, outcome: TokenOutcome) -> Response:
+        if outcome.code == "AADSTS50011":  # redirect_uri differs from the one the code was issued for
+            p = outcome.params
+            return self._error(
+                400,
+                "invalid_grant",
+                "AADSTS70002: Error validating credentials. AADSTS50011: The reply address "
+                f"'{p['redirect_uri']}' does not match the reply address '{p['expected']}' provided when "
+                "requesting Authorization code.",
+                [70002, 50011],
+            )
+        return self._aadsts(outcome.code, **outcome.params)
+
+    # -- sign-in page
+    def authorize(self, req: Request, tenant: str) -> Response:
+        """GET /{tenant}/oauth2/v2.0/authorize: signs in the user ``login_hint`` names (no password
+        page) and sends them back with a code, or refuses on a page or at the redirect URI."""
+        q = {k: v[0] for k, v in req.query.items()}
+        try:
+            return self._sign_in(tenant, q)
+        except _Refusal as refusal:
+            if refusal.redirect:
+                error, template = _REDIRECTED[refusal.code]
+                code = refusal.code.split(".")[0]
+                params = {"error": error, "error_description": f"{code}: {template.format(**refusal.params)}"}
+                if q.get("state") is not None:
+                    params["state"] = q["state"]
+                return _redirect(q["redirect_uri"], params)
+            return self._sign_in_page(refusal)
+
+    def _sign_in(self, tenant: str, q: dict[str, str]) -> Response:
+        entra = self.world.entra
+        authority = entra.resolve_authority(tenant)
+        if authority is None:
+            raise _Refusal("AADSTS90002", {"tenant": tenant})
+        client_id = q.get("client_id", "")
+        if not client_id:
+            raise _Refusal("AADSTS900144", {"param": "client_id"})
+        app = self.world.graph.by_app_id(client_id)
+        audience = str(app.data.get("signInAudience") or "AzureADMyOrg") if app else ""
+        # An app lives in its home directory: another organisation's authority only finds multi-tenant apps.
+        foreign_directory = authority not in ("common", "organizations", "consumers", entra.tenant_id)
+        if app is None or (foreign_directory and audience == "AzureADMyOrg"):
+            raise _Refusal("AADSTS700016", {"client_id": client_id, "tenant": tenant})
+        names = {"client_id": app.app_id, "app_name": app.display_name}
+        if authority == "consumers" and audience not in PERSONAL_AUDIENCES:
+            raise _Refusal("unauthorized_client", names)
+        if audience == "PersonalMicrosoftAccount" and authority != "consumers":
+            raise _Refusal("AADSTS9002331", names)
+        redirect_uri = q.get("redirect_uri", "")
+        if not redirect_uri:
+            raise _Refusal("AADSTS900144", {"param": "redirect_uri"})
+        if redirect_uri not in _redirect_uris(app):
+            raise _Refusal("AADSTS50011", {"redirect_uri": redirect_uri, "client_id": app.app_id})
+        # From here on the redirect URI is trusted: protocol errors go back to it.
+        if authority in ("common", "organizations") and audience == "AzureADMyOrg":
+            raise _Refusal("AADSTS50194", names, redirect=True)
+        response_type = q.get("response_type", "")
+        if not response_type:
+            raise _Refusal("AADSTS900144", {"param": "response_type"}, redirect=True)
+        if response_type != "code":
+            raise _Refusal("AADSTS700051", {"response_type": response_type}, redirect=True)
+        scope = q.get("scope", "")
+        if not scope.strip():
+            raise _Refusal("AADSTS900144", {"param": "scope"}, redirect=True)
+        scopes = _scopes(scope, app)
+        login_hint = q.get("login_hint", "")
+        if not login_hint:
+            return _login_page(app)
+        user = entra.user_for_hint(login_hint)
+        self._check_account(authority, audience, user, app, tenant)
+        if user.kind == "personal":
+            if any(s.rsplit("/", 1)[-1].lower() in _EXCHANGE_ONLY_WORK for s in scopes):
+                raise _Refusal("AADSTS70011.resource", {}, redirect=True)
+            if any(s.endswith("/.default") for s in scopes):
+                raise _Refusal("AADSTS70011", {"scope": scope}, redirect=True)
+        code = entra.issue_code(app.app_id, redirect_uri, user, scopes)
+        params = {"code": code}
+        if q.get("state") is not None:
+            params["state"] = q["state"]
+        params["session_state"] = str(uuid.uuid4())
+        return _redirect(redirect_uri, params)
+
+    def _check_account(self, authority: str, audience: str, user: EntraUser, app: GraphApp, tenant: str) -> None:
+        """Whether this account may sign in to this app at this authority (the app's audience [E1])."""
+        specific = authority not in ("common", "organizations", "consumers")
+        idp = "live.com" if user.kind == "personal" else f"https://sts.windows.net/{user.home_tenant}/"
+        guest = {
+            "email": user.email,
+            "idp": idp,
+            "tenant": tenant,
+            "client_id": app.app_id,
+            "app_name": app.display_name,
+        }
+        if user.kind == "personal":
+            if specific:
+                raise _Refusal("AADSTS50020", guest)
+            if authority == "organizations" or audience not in PERSONAL_AUDIENCES:
+                raise _Refusal("AADSTS500200", {"email": user.email})
+            return
+        if authority == "consumers" or audience == "PersonalMicrosoftAccount":
+            raise _Refusal("AADSTS50020", guest)
+        # (An AzureADMyOrg app is only reachable at its home authority: other users are guests here.)
+        if specific and user.home_tenant.lower() != authority.lower():
+            raise _Refusal("AADSTS50020", guest)
+
+    def _sign_in_page(self, refusal: _Refusal) -> Response:
+        """Entra's error page: the user sees it, the app never hears back (status guessed: 400)."""
+        if refusal.code == "unauthorized_client":
+            message, number = f"unauthorized_client: {_CONSUMERS_REFUSAL}", 0
+        else:
+            message = f"{refusal.code}: {_SIGN_IN[refusal.code].format(**refusal.params)}"
+            number = int(refusal.code[6:])
+        correlation, request_id = str(uuid.uuid4()), str(uuid.uuid4())
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        config = {
+            "iErrorCode": number,
+            "strServiceExceptionMessage": message,
+            "correlationId": correlation,
+            "sessionId": request_id,
+            "timestamp": now,
+        }
+        page = (
+            "<!DOCTYPE html><html><head><title>Sign in to your account</title>"
+            f"<script>$Config={json.dumps(config)};</script></head><body>"
+            '<div id="error"><h1>Sign in</h1><p>Sorry, but we\u2019re having trouble signing you in.</p>'
+            f"<p>Request Id: {request_id}<br>Correlation Id: {correlation}<br>Timestamp: {now}<br>"
+            f"Message: {html.escape(message)}</p></div></body></html>"
+        )
+        return Response(400, page.encode(), {"Content-Type": "text/html; charset=utf-8", **_NO_CACHE})
+
+
+_NO_CACHE = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
+
+
+def _basic_credentials(header: str) -> tuple[str, str] | None:
+    if not header.lower().startswith("basic "):
+        return None
+    try:
+        user, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return unquote_plus(user), unquote_plus(password)
+
+
+def _redirect_uris(app: GraphApp) -> list[str]:
+    uris: list[str] = []
+    for platform in ("web", "spa", "publicClient"):
+        section = app.data.get(platform)
+        if isinstance(section, dict):
+            uris += [u for u in section.get("redirectUris") or [] if isinstance(u, str)]
+    return uris
+
+
+def _redirect(uri: str, params: dict[str, str]) -> Response:
+    joiner = "&" if urlsplit(uri).query else "?"
+    return Response(302, b"", {"Location": f"{uri}{joiner}{urlencode(params)}", **_NO_CACHE})
+
+
+def _login_page(app: GraphApp) -> Response:
+    """No login_hint: the emulator has no password page, so the user agent stops here (200)."""
+    body = (
+        "<!DOCTYPE html><html><head><title>Sign in to your account</title></head><body>"
+        f"<h1>Sign in</h1><p>to continue to {html.escape(app.display_name)}</p>"
+        "<p>The emulator signs in the user named by login_hint; none was given.</p></body></html>"
+    )
+    return Response(200, body.encode(), {"Content-Type": "text/html; charset=utf-8", **_NO_CACHE})
+
+
+def _scopes(raw: str, app: GraphApp) -> list[str]:
+    """Validated, normalised scopes: Graph scopes as https://graph.microsoft.com/<Name> (a bare name
+    means Graph), OpenID scopes as they are. Unknown ones are AADSTS70011 [T1]. A named delegated
+    permission the app does not declare is allowed (dynamic consent [EM3]); '<resource>/.default'
+    only for a resource the app declares in requiredResourceAccess [EM4]."""
+    declared = {str(r.get("resourceAppId", "")).lower() for r in app.data.get("requiredResourceAccess") or []}
+    out: list[str] = []
+    for scope in raw.split():
+        if scope.lower() in OIDC_SCOPES:
+            normalised = scope.lower()
+        else:
+            prefix, _, name = scope.rpartition("/")
+            prefix = prefix.rstrip("/").lower()
+            if not prefix or prefix in _GRAPH_PREFIXES:
+                resource, catalogue, base = GRAPH_RESOURCE_ID, _GRAPH_BY_LOWER, GRAPH_RESOURCE
+            elif prefix in _EXCHANGE_PREFIXES:
+                resource, catalogue, base = EXCHANGE_RESOURCE_ID, _EXCHANGE_BY_LOWER, "https://outlook.office365.com"
+            else:
+                raise _Refusal("AADSTS70011", {"scope": raw}, redirect=True)
+            if name == ".default":
+                if resource not in declared:
+                    raise _Refusal("AADSTS70011.default", {"scope": raw}, redirect=True)
+                normalised = f"{base}/.default"
+            elif name.lower() in catalogue:
+                normalised = f"{base}/{catalogue[name.lower()]}"
+            else:
+                raise _Refusal("AADSTS70011", {"scope": raw}, redirect=True)
+        if normalised not in out:
+            out.append(normalised)
+    return out

@@ -11,15 +11,24 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import math
 import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from ._http import HttpError, Request, Response, Service, empty, json_response
-from .world import GRAPH_RESOURCE, GraphApp, ServicePrincipal, World, add_years
+from .world import (
+    GRAPH_RESOURCE,
+    PERSONAL_AUDIENCES,
+    GraphApp,
+    ServicePrincipal,
+    World,
+    add_years,
+    default_app_data,
+)
 
 PAGE_SIZE = 100
 ODATA_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
@@ -82,6 +91,49 @@ def _bad(message: str, code: str = "Request_BadRequest") -> HttpError:
     return HttpError(400, code, message)
 
 
+def _invalid(prop: str) -> HttpError:
+    return _bad(f"Invalid value specified for property '{prop}' of resource 'Application'.")
+
+
+def _personal(data: dict[str, Any]) -> bool:
+    return data.get("signInAudience") in PERSONAL_AUDIENCES
+
+
+def _merged(base: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """The app's properties after applying ``data`` the way _apply does (web merged one level)."""
+    out = dict(base)
+    for key, value in data.items():
+        if key == "web" and isinstance(out.get("web"), dict) and isinstance(value, dict):
+            out["web"] = {**out["web"], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def _check_personal(app: dict[str, Any], passwords: int) -> None:
+    """Rules for apps personal accounts may sign in to [E1][E2][G2]; the error bodies are guessed."""
+    api = app.get("api")
+    if not isinstance(api, dict) or api.get("requestedAccessTokenVersion") != 2:
+        raise _bad("Property api.requestedAccessTokenVersion is invalid.")
+    if len(str(app.get("displayName") or "")) > 90:
+        raise _invalid("displayName")
+    access = app.get("requiredResourceAccess") or []
+    per_resource = [len(r.get("resourceAccess") or []) if isinstance(r, dict) else 0 for r in access]
+    if len(access) > 50 or sum(per_resource) > 200 or any(n > 30 for n in per_resource):
+        raise _invalid("requiredResourceAccess")
+    total = 0
+    for platform in ("web", "spa", "publicClient"):
+        section = app.get(platform)
+        uris = section.get("redirectUris") or [] if isinstance(section, dict) else []
+        total += len(uris)
+        if any(isinstance(u, str) and urlsplit(u).query for u in uris):
+            raise _invalid(platform)
+    if total > 100:
+        raise _invalid("web")
+    if passwords > 2:
+        raise _invalid("passwordCredentials")
+
+
 def _parse_dt(value: Any, prop: str) -> datetime:
     if not isinstance(value, str):
         raise _bad(f"Invalid value specified for property '{prop}' of resource 'PasswordCredential'.")
@@ -134,10 +186,12 @@ class GraphService(Service):
         self, req: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
     ) -> Response:
         request_id = req.context.setdefault("request_id", str(uuid.uuid4()))
+        error: dict[str, Any] = {"code": code, "message": message}
+        if req.context.get("error_details") is not None:
+            error["details"] = req.context["error_details"]
         body = {
             "error": {
-                "code": code,
-                "message": message,
+                **error,
                 "innerError": {
                     "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
                     "request-id": request_id,
@@ -226,6 +280,27 @@ class GraphService(Service):
         caller = self._caller(req)
         return self._owned(caller, self._visible(self.world.graph.apps.get(oid), oid))
 
+    # -- write quota of personal-account apps [G11]
+    def _quota(self, caller: str, *states: dict[str, Any]) -> None:
+        """Count a write (POST/PATCH/DELETE, add/removePassword) to an app personal accounts may sign in
+        to, before or after the change; refuse it with 429 once the caller used up its quota."""
+        if not any(_personal(state) for state in states):
+            return
+        tenant = self.world.entra.tenant_id
+        wait = self.world.graph.take_personal_write(caller, tenant)
+        if wait is None:
+            return
+        raise HttpError(
+            429,
+            "TooManyRequests",
+            "Please retry again later.",
+            {
+                "Retry-After": str(max(1, math.ceil(wait))),
+                "x-ms-throttle-scope": f"Tenant_Application/Write/{caller}/{tenant}",
+                "x-ms-throttle-information": "WriteLimitExceeded",
+            },
+        )
+
     # -- validation
     def _validate(self, body: Any, *, creating: bool, app: GraphApp | None = None) -> dict[str, Any]:
         if not isinstance(body, dict):
@@ -290,7 +365,10 @@ class GraphService(Service):
     # -- applications
     def create_application(self, req: Request) -> Response:
         caller = self._caller(req)
-        data = self._validate(req.json(), creating=True)
+        body = req.json()
+        self._quota(caller, body if isinstance(body, dict) else {})
+        data = self._validate(body, creating=True)
+        self._check_new(data)
         app = self.world.graph.create_app(caller, data)
         return json_response(
             201,
@@ -308,9 +386,23 @@ class GraphService(Service):
         return json_response(200, self._app_json(req, app), None, ODATA_JSON)
 
     def update_application(self, req: Request, oid: str) -> Response:
+        caller = self._caller(req)
         app = self._app(req, oid)
-        self._apply(app, self._validate(req.json(), creating=False, app=app))
+        self._update(caller, app, req.json())
         return empty(204)
+
+    def _update(self, caller: str, app: GraphApp, body: Any) -> None:
+        self._quota(caller, app.data, body if isinstance(body, dict) else {})
+        data = self._validate(body, creating=False, app=app)
+        after = _merged(app.data, data)
+        if _personal(after):
+            _check_personal(after, len(app.password_credentials))
+        self._apply(app, data)
+
+    def _check_new(self, data: dict[str, Any]) -> None:
+        after = _merged(default_app_data(str(data.get("displayName") or ""), self.world.entra.tenant_domain), data)
+        if _personal(after):
+            _check_personal(after, 0)
 
     def patch_by_key(self, req: Request, key: str, value: str) -> Response:
         caller = self._caller(req)
@@ -319,15 +411,17 @@ class GraphService(Service):
         if app is not None:
             # Upsert by alternate key reads the primary replica: no replication delay here.
             self._owned(caller, app)
-            self._apply(app, self._validate(req.json(), creating=False, app=app))
+            self._update(caller, app, req.json())
             return empty(204)
         create = "create-if-missing" in req.header("Prefer").lower()
         if not create or key != "uniqueName":
             raise _not_found(f"{key}='{wanted}'")
         body = req.json()
+        self._quota(caller, body if isinstance(body, dict) else {})
         if isinstance(body, dict) and body.get("uniqueName", wanted) != wanted:
             raise _bad("Property 'uniqueName' in the payload does not match the key in the request URL.")
         data = self._validate({**(body or {}), "uniqueName": wanted}, creating=True)
+        self._check_new(data)
         app = self.world.graph.create_app(caller, data)
         return json_response(
             201,
@@ -345,11 +439,16 @@ class GraphService(Service):
         return empty(204)
 
     def delete_application(self, req: Request, oid: str) -> Response:
-        return self._delete(self._app(req, oid))
+        caller = self._caller(req)
+        app = self._app(req, oid)
+        self._quota(caller, app.data)
+        return self._delete(app)
 
     def delete_by_key(self, req: Request, key: str, value: str) -> Response:
         caller = self._caller(req)
-        return self._delete(self._owned(caller, self._visible(self._by_key(key, value), f"{key}='{value}'")))
+        app = self._owned(caller, self._visible(self._by_key(key, value), f"{key}='{value}'"))
+        self._quota(caller, app.data)
+        return self._delete(app)
 
     def list_applications(self, req: Request) -> Response:
         caller = self._caller(req)
@@ -387,7 +486,17 @@ class GraphService(Service):
 
     # -- credentials
     def add_password(self, req: Request, oid: str) -> Response:
+        caller = self._caller(req)
         app = self._app(req, oid)
+        self._quota(caller, app.data)
+        held = len(app.password_credentials)
+        if _personal(app.data) and held >= 2:
+            raise HttpError(
+                400,
+                "TooManyAppPasswords",
+                f"Not allowed to add {held + 1} passwords. You can only add a maximum of 2 passwords.",
+                details=[{"target": "passwordCredentials", "code": "TooManyAppPasswords"}],
+            )
         body = req.json() or {}
         cred_in = body.get("passwordCredential") if isinstance(body, dict) else None
         cred_in = cred_in if isinstance(cred_in, dict) else {}
@@ -412,7 +521,9 @@ class GraphService(Service):
         return json_response(200, out, None, ODATA_JSON)
 
     def remove_password(self, req: Request, oid: str) -> Response:
+        caller = self._caller(req)
         app = self._app(req, oid)
+        self._quota(caller, app.data)
         body = req.json()
         key_id = body.get("keyId") if isinstance(body, dict) else None
         try:

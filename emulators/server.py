@@ -71,7 +71,7 @@ class Emulators:
             "entra": entra,
             "graph": GraphService(world),
             "keyvault": KeyVaultService(world, lambda: entra.base_url),
-            "nylas": NylasService(world),
+            "nylas": NylasService(world, lambda: entra.base_url),
             "control": ControlService(world),
         }
         servers: dict[str, RunningServer] = {}

@@ -11,6 +11,9 @@ used instead.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
 import random
 import secrets
@@ -29,6 +32,9 @@ GRAPH_RESOURCE_ID = "00000003-0000-0000-c000-000000000000"
 VAULT_RESOURCE = "https://vault.azure.net"
 TOKEN_LIFETIME_SECONDS = 3599
 SYSTEM_OWNER = "system"
+PERSONAL_AUDIENCES = frozenset({"AzureADandPersonalMicrosoftAccount", "PersonalMicrosoftAccount"})
+PERSONAL_WRITE_LIMIT = 60
+PERSONAL_WRITE_WINDOW_SECONDS = 60.0
 # Characters Entra uses in generated client secrets (URL-safe, no whitespace).
 _SECRET_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.~"
 
@@ -323,12 +329,41 @@ class GraphState:
         # App-management policies assigned to single apps (by uniqueName), beside the tenant default.
         self.app_lifetime_policies: dict[str, int] = {}
         self.replication_delay: float = 0.0
+        # Write quota on apps that personal accounts may sign in to [G11]: at most
+        # personal_write_limit writes per sliding personal_write_window_seconds of world time,
+        # per (calling app, tenant). None turns the quota off.
+        self.personal_write_limit: int | None = PERSONAL_WRITE_LIMIT
+        self.personal_write_window_seconds: float = PERSONAL_WRITE_WINDOW_SECONDS
+        self.personal_writes: dict[tuple[str, str], list[datetime]] = {}
+        self.personal_write_count = 0  # writes to such apps let through
+        self.throttled_count = 0  # 429s answered by the quota
 
     def clear(self) -> None:
         self.apps.clear()
         self.service_principals.clear()
         self.lifetime_policy_max_days = None
         self.app_lifetime_policies.clear()
+        self.personal_write_limit = PERSONAL_WRITE_LIMIT
+        self.personal_write_window_seconds = PERSONAL_WRITE_WINDOW_SECONDS
+        self.personal_writes.clear()
+        self.personal_write_count = 0
+        self.throttled_count = 0
+
+    def take_personal_write(self, caller: str, tenant: str) -> float | None:
+        """Count one write to a personal-account app by ``caller``; None when allowed, else the
+        seconds until the oldest write in the window leaves it (the 429's Retry-After)."""
+        now = self._world.clock.now()
+        limit = self.personal_write_limit
+        window = timedelta(seconds=self.personal_write_window_seconds)
+        times = [t for t in self.personal_writes.get((caller, tenant), []) if now - t < window]
+        if limit is not None and len(times) >= limit:
+            self.personal_writes[(caller, tenant)] = times
+            self.throttled_count += 1
+            return max(0.0, (times[-limit] + window - now).total_seconds())
+        times.append(now)
+        self.personal_writes[(caller, tenant)] = times
+        self.personal_write_count += 1
+        return None
 
     # -- lookups (callers hold world.lock)
     def lifetime_policy_for(self, app: GraphApp) -> int | None:
@@ -436,6 +471,59 @@ class ServiceIdentity:
     object_id: str = ""
 
 
+# Tenant id every personal Microsoft account carries as its 'tid' (the consumers directory).
+CONSUMERS_TENANT_ID = "9188040d-6c67-4c5b-b112-36a304b66dad"
+# login_hint domains that are personal Microsoft accounts (auto-created users).
+PERSONAL_DOMAINS = frozenset({"outlook.com", "hotmail.com", "live.com"})
+# Authority segments that are not one directory.
+MULTI_TENANT_AUTHORITIES = frozenset({"common", "organizations", "consumers"})
+AUTH_CODE_LIFETIME_SECONDS = 600  # "about 10 minutes" (guessed exact value)
+
+
+@dataclass
+class EntraUser:
+    """A person who can sign in: a work account of some directory, or a personal account."""
+
+    email: str
+    kind: str  # "work" or "personal"
+    home_tenant: str  # directory id; CONSUMERS_TENANT_ID for personal accounts
+    object_id: str
+
+
+@dataclass
+class AuthorizationCode:
+    client_id: str
+    redirect_uri: str
+    email: str
+    scopes: list[str]
+    issued: datetime
+    used: bool = False
+
+
+@dataclass
+class RefreshGrant:
+    """What a refresh token stands for: bound to (client id, user), not to a client secret."""
+
+    client_id: str
+    email: str
+    scopes: list[str]
+    issued: datetime
+
+
+@dataclass
+class TokenOutcome:
+    """The token endpoint's answer to a user grant, without HTTP.
+
+    ``code`` is the AADSTS code ('' when ok), ``params`` fill the error's description template
+    (ids and URIs only, never secrets), ``body`` is the token response (secret-bearing, repr=False)."""
+
+    ok: bool
+    code: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+    email: str = ""
+    body: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
 class EntraState:
     def __init__(self, world: World, tenant_id: str) -> None:
         self._world = world
@@ -443,15 +531,87 @@ class EntraState:
         self.tenant_domain = "emulated.onmicrosoft.com"
         self.propagation_delay: float = 0.0
         self._tokens: dict[str, IssuedToken] = {}
+        self.users: dict[str, EntraUser] = {}  # key: lower-case email
+        self.directories: dict[str, str] = {}  # other organisations: lower-case domain -> tenant id
+        self._codes: dict[str, AuthorizationCode] = {}
+        self._refresh: dict[str, RefreshGrant] = {}
 
     def known_tenant(self, tenant: str) -> bool:
         return tenant.lower() in {self.tenant_id.lower(), self.tenant_domain.lower()}
 
+    def clear_users(self) -> None:
+        """Users, other directories, authorization codes and refresh tokens (world.reset)."""
+        with self._world.lock:
+            self.users.clear()
+            self.directories.clear()
+            self._codes.clear()
+            self._refresh.clear()
+
+    # -- directories and users
+    def directory_for(self, domain: str) -> str:
+        """The tenant id of the (other) organisation that owns ``domain``; stable per domain."""
+        domain = domain.lower()
+        if domain == self.tenant_domain.lower():
+            return self.tenant_id
+        with self._world.lock:
+            if domain not in self.directories:
+                self.directories[domain] = str(uuid.uuid5(uuid.NAMESPACE_DNS, domain))
+            return self.directories[domain]
+
+    def resolve_authority(self, tenant: str) -> str | None:
+        """The authority segment of a sign-in URL as a directory id, 'common', 'organizations' or
+        'consumers'; None when no such directory exists (AADSTS90002)."""
+        low = tenant.lower()
+        if low in MULTI_TENANT_AUTHORITIES:
+            return low
+        if self.known_tenant(tenant):
+            return self.tenant_id
+        if low == CONSUMERS_TENANT_ID:
+            return "consumers"
+        with self._world.lock:
+            for domain, tid in self.directories.items():
+                if low in (domain, tid.lower()):
+                    return tid
+            if any(u.home_tenant.lower() == low for u in self.users.values()):
+                return low
+        return None
+
+    def add_user(self, email: str, kind: str = "work", home_tenant: str | None = None) -> EntraUser:
+        """A user who can sign in. A work user defaults to this world's tenant; a personal account
+        always lives in the consumers directory."""
+        if kind not in {"work", "personal"}:
+            raise ValueError("kind must be 'work' or 'personal'")
+        home = CONSUMERS_TENANT_ID if kind == "personal" else home_tenant or self.tenant_id
+        user = EntraUser(email, kind, home, str(uuid.uuid4()))
+        with self._world.lock:
+            self.users[email.lower()] = user
+        return user
+
+    def user_for_hint(self, login_hint: str) -> EntraUser:
+        """The user a login_hint names, created on first use: outlook.com/hotmail.com/live.com are
+        personal accounts, this tenant's domain a work account here, any other domain a work account
+        of another organisation."""
+        with self._world.lock:
+            found = self.users.get(login_hint.lower())
+            if found is not None:
+                return found
+            domain = login_hint.rpartition("@")[2].lower()
+            if domain in PERSONAL_DOMAINS:
+                return self.add_user(login_hint, "personal")
+            return self.add_user(login_hint, "work", self.directory_for(domain))
+
+    # -- client authentication
     def token_works(self, tenant: str, client_id: str, client_secret: str) -> tuple[bool, str]:
         """The token endpoint's decision without HTTP: (ok, AADSTS code or '' when ok)."""
         with self._world.lock:
             if not self.known_tenant(tenant):
                 return False, "AADSTS90002"
+            return self.client_works(client_id, client_secret)
+
+    def client_works(self, client_id: str, client_secret: str) -> tuple[bool, str]:
+        """Client authentication alone (any grant type): the app exists and the secret is one of its
+        live, propagated passwords."""
+        with self._world.lock:
             app = self._world.graph.by_app_id(client_id)
             if app is None:
                 return False, "AADSTS700016"
@@ -469,6 +629,7 @@ class EntraState:
     def _propagated(self, cred: PasswordCredential, now: datetime) -> bool:
         return (now - cred.start).total_seconds() >= self.propagation_delay
 
+    # -- app-only tokens
     def issue_token(self, client_id: str, resource: str) -> str:
         token = secrets.token_urlsafe(48)
         with self._world.lock:
@@ -485,6 +646,106 @@ class EntraState:
     def clear_tokens(self) -> None:
         with self._world.lock:
             self._tokens.clear()
+
+    # -- user sign-in (authorization code flow)
+    def issue_code(self, client_id: str, redirect_uri: str, user: EntraUser, scopes: list[str]) -> str:
+        code = "0.A" + secrets.token_urlsafe(64)
+        with self._world.lock:
+            self._codes[code] = AuthorizationCode(
+                client_id, redirect_uri, user.email, list(scopes), self._world.clock.now()
+            )
+        return code
+
+    def redeem_code(
+        self, *, tenant: str, code: str, client_id: str, client_secret: str, redirect_uri: str
+    ) -> TokenOutcome:
+        """grant_type=authorization_code without HTTP (Nylas redeems in-process)."""
+        with self._world.lock:
+            refused = self._authenticate(tenant, client_id, client_secret)
+            if refused is not None:
+                return refused
+            issued = self._codes.get(code)
+            if issued is None:
+                return TokenOutcome(False, "AADSTS9002313", {"client_id": client_id, "tenant": tenant})
+            if issued.client_id.lower() != client_id.lower():
+                return TokenOutcome(False, "AADSTS70000", {"client_id": client_id, "tenant": tenant})
+            if issued.used:
+                return TokenOutcome(False, "AADSTS54005", {"client_id": client_id, "tenant": tenant})
+            age = (self._world.clock.now() - issued.issued).total_seconds()
+            if age > AUTH_CODE_LIFETIME_SECONDS:
+                return TokenOutcome(False, "AADSTS70008", {"client_id": client_id, "tenant": tenant})
+            if redirect_uri != issued.redirect_uri:
+                return TokenOutcome(
+                    False, "AADSTS50011", {"redirect_uri": redirect_uri, "expected": issued.redirect_uri}
+                )
+            issued.used = True
+            return self._tokens_for(client_id, issued.email, issued.scopes)
+
+    def redeem_refresh(self, *, tenant: str, refresh_token: str, client_id: str, client_secret: str) -> TokenOutcome:
+        """grant_type=refresh_token without HTTP: the token is bound to (client id, user) and
+        survives secret rotation; any currently valid secret of that app works."""
+        with self._world.lock:
+            refused = self._authenticate(tenant, client_id, client_secret)
+            if refused is not None:
+                return refused
+            held = self._refresh.get(refresh_token)
+            if held is None:
+                return TokenOutcome(False, "AADSTS9002313", {"client_id": client_id, "tenant": tenant})
+            if held.client_id.lower() != client_id.lower():
+                return TokenOutcome(False, "AADSTS70000", {"client_id": client_id, "tenant": tenant})
+            return self._tokens_for(client_id, held.email, held.scopes)
+
+    def _authenticate(self, tenant: str, client_id: str, client_secret: str) -> TokenOutcome | None:
+        if self.resolve_authority(tenant) is None:
+            return TokenOutcome(False, "AADSTS90002", {"tenant": tenant})
+        if not client_secret and self._world.graph.by_app_id(client_id) is not None:
+            return TokenOutcome(False, "AADSTS7000218", {"client_id": client_id, "tenant": tenant})
+        ok, code = self.client_works(client_id, client_secret)
+        if not ok:
+            return TokenOutcome(False, code, {"client_id": client_id, "tenant": tenant})
+        return None
+
+    def _tokens_for(self, client_id: str, email: str, scopes: list[str]) -> TokenOutcome:
+        user = self.users.get(email.lower())
+        body: dict[str, Any] = {
+            "token_type": "Bearer",
+            "scope": " ".join(s for s in scopes if s != "offline_access"),
+            "expires_in": TOKEN_LIFETIME_SECONDS,
+            "ext_expires_in": TOKEN_LIFETIME_SECONDS,
+            # A user's access token is opaque here and not accepted by the Graph emulator.
+            "access_token": "eyJ0eXAi." + secrets.token_urlsafe(48),
+        }
+        if "offline_access" in scopes:
+            refresh = "1.A" + secrets.token_urlsafe(64)
+            self._refresh[refresh] = RefreshGrant(client_id, email, list(scopes), self._world.clock.now())
+            body["refresh_token"] = refresh
+        if "openid" in scopes and user is not None:
+            body["id_token"] = _unsigned_jwt(
+                {
+                    "aud": client_id,
+                    "iss": f"https://login.microsoftonline.com/{user.home_tenant}/v2.0",
+                    "tid": user.home_tenant,
+                    "oid": user.object_id,
+                    "sub": user.object_id,
+                    "preferred_username": user.email,
+                    "email": user.email,
+                    "ver": "2.0",
+                }
+            )
+        return TokenOutcome(True, "", {}, email, body)
+
+    def refresh_tokens(self) -> list[str]:
+        """Every refresh token issued (for the world's no-leak list)."""
+        with self._world.lock:
+            return list(self._refresh)
+
+
+def _unsigned_jwt(claims: dict[str, Any]) -> str:
+    def part(obj: dict[str, Any]) -> str:
+        raw = json.dumps(obj, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    return f"{part({'typ': 'JWT', 'alg': 'none'})}.{part(claims)}."
 
 
 # ---------------------------------------------------------------- Key Vault
@@ -583,6 +844,19 @@ class KeyVaultState:
 
 # ---------------------------------------------------------------- Nylas
 
+# Where Microsoft sends users back to Nylas v3 (the redirect URI the Entra app must hold), per region.
+NYLAS_V3_CALLBACKS = {
+    "us": "https://api.us.nylas.com/v3/connect/callback",
+    "eu": "https://api.eu.nylas.com/v3/connect/callback",
+}
+NYLAS_CREDENTIAL_TYPES = ("connector", "adminconsent", "serviceaccount")
+PRIMARY_CREDENTIAL_NAME = "primary"  # name of the credential POST /v3/connectors makes (guessed)
+_CREDENTIAL_SECRET_KEYS = ("client_secret", "private_key")
+
+
+def unix(dt: datetime) -> int:
+    return int(dt.timestamp())
+
 
 @dataclass
 class NylasHistoryEntry:
@@ -593,27 +867,127 @@ class NylasHistoryEntry:
 
 
 @dataclass
+class NylasCredential:
+    """A connector credential; ``data`` is credential_data as sent, secrets included (repr=False)."""
+
+    id: str
+    name: str
+    credential_type: str
+    created_at: int
+    updated_at: int
+    seq: int  # creation order, to sort credentials made within the same second
+    data: dict[str, Any] = field(repr=False)
+
+    @property
+    def client_id(self) -> str:
+        return str(self.data.get("client_id") or "")
+
+    @property
+    def client_secret(self) -> str:
+        return str(self.data.get("client_secret") or "")
+
+    @property
+    def tenant(self) -> str:
+        return str(self.data.get("tenant") or "common")
+
+    def hashed_data(self) -> str:
+        """A one-way digest of credential_data: what Nylas shows instead of the data."""
+        canonical = json.dumps(self.data, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(canonical).hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "credential_type": self.credential_type,
+            "hashed_data": self.hashed_data(),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass
+class Grant:
+    """A user's mailbox connected to a Nylas v3 application through Microsoft."""
+
+    id: str
+    email: str
+    credential_id: str | None  # the credential named at sign-in; None = the connector's active one
+    provider: str
+    client_id: str  # the Entra app the user signed in to
+    scopes: list[str]
+    created_at: int
+    updated_at: int
+    refresh_token: str = field(default="", repr=False)  # Microsoft's refresh token, held by Nylas
+    last_refresh: tuple[bool, str] | None = None
+
+
+@dataclass
+class NylasAuthSession:
+    """A hosted-auth attempt between /v3/connect/auth and /v3/connect/callback."""
+
+    app_id: str
+    credential_id: str | None  # as asked (None = active credential)
+    used_credential_id: str  # the credential whose client id Microsoft saw
+    redirect_uri: str
+    state: str | None
+    scopes: list[str]
+    access_type: str
+    created: datetime
+
+
+@dataclass
+class NylasCode:
+    app_id: str
+    grant_id: str
+    redirect_uri: str
+    access_type: str
+    issued: datetime
+    used: bool = False
+
+
+@dataclass
 class NylasApp:
     kind: str  # "v3" or "v2"
     app_id: str
     credential: str = field(repr=False)  # v3 API key or v2 client secret
     region: str = "us"
-    settings: dict[str, Any] | None = None  # connector/integration settings without the secret
+    # v3: the Microsoft connector's settings without the secret (None = no connector), kept in step
+    # with its primary credential; v2: the integration's settings.
+    settings: dict[str, Any] | None = None
     client_secret: str | None = field(default=None, repr=False)
     scope: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # v2 name, redirect_uris...
     history: list[NylasHistoryEntry] = field(default_factory=list)
+    # v3 only
+    connector_name: str = "Microsoft"
+    active_credential_id: str | None = None
+    primary_credential_id: str | None = None
+    credentials: dict[str, NylasCredential] = field(default_factory=dict)
+    grants: dict[str, Grant] = field(default_factory=dict)
+    access_tokens: dict[str, str] = field(default_factory=dict, repr=False)  # Nylas access token -> grant id
+    provider_errors: list[tuple[datetime, str]] = field(default_factory=list)  # Nylas's own log of refusals
+
+    @property
+    def has_connector(self) -> bool:
+        return self.kind == "v3" and self.settings is not None
 
 
 class NylasState:
     def __init__(self, world: World) -> None:
         self._world = world
         self.apps: dict[str, NylasApp] = {}
+        self.sessions: dict[str, NylasAuthSession] = {}  # key: the state Nylas sent to Microsoft
+        self.codes: dict[str, NylasCode] = {}
+        self._seq = 0
 
     def clear(self) -> None:
         self.apps.clear()
+        self.sessions.clear()
+        self.codes.clear()
 
     def add_v3_app(self, app_id: str, api_key: str, region: str = "us") -> NylasApp:
+        """A Nylas v3 application, without a Microsoft connector (POST /v3/connectors makes one)."""
         with self._world.lock:
             app = NylasApp("v3", app_id, api_key, region.lower())
             self.apps[app_id] = app
@@ -623,6 +997,20 @@ class NylasState:
         with self._world.lock:
             app = NylasApp("v2", client_id, client_secret, region.lower())
             self.apps[client_id] = app
+            return app
+
+    def add_v3_connector(
+        self,
+        app_id: str,
+        client_id: str,
+        client_secret: str,
+        tenant: str = "common",
+        scope: tuple[str, ...] | list[str] = (),
+    ) -> NylasApp:
+        """Test setup: the app's Microsoft connector (and its primary credential), as POST /v3/connectors."""
+        with self._world.lock:
+            app = self.apps[app_id]
+            self.create_connector(app, "Microsoft", client_id, client_secret, tenant, list(scope))
             return app
 
     def by_api_key(self, api_key: str) -> NylasApp | None:
@@ -637,6 +1025,7 @@ class NylasState:
         return app
 
     def current(self, app_id: str) -> tuple[str, str] | None:
+        """(client id, secret) of the v3 connector's settings (its primary credential) or the v2 integration."""
         with self._world.lock:
             app = self.apps.get(app_id)
             if app is None or app.settings is None or app.client_secret is None:
@@ -650,13 +1039,155 @@ class NylasState:
 
     def record(self, app: NylasApp, client_id: str, client_secret: str) -> None:
         """Nylas now holds this client id and secret (an API PATCH, or a person in the dashboard)."""
-        app.settings = {**(app.settings or {}), "client_id": client_id}
+        with self._world.lock:
+            if app.kind == "v3":
+                if app.has_connector:
+                    tenant = str((app.settings or {}).get("tenant") or "common")
+                    self.set_connector_settings(app, client_id, client_secret, tenant)
+                else:
+                    self.create_connector(app, app.connector_name, client_id, client_secret, "common", app.scope)
+                return
+            app.settings = {**(app.settings or {}), "client_id": client_id}
+            self._held(app, client_id, client_secret)
+
+    def _held(self, app: NylasApp, client_id: str, client_secret: str) -> None:
         app.client_secret = client_secret
         app.history.append(NylasHistoryEntry(self._world.clock.now(), client_id, client_secret[:3], client_secret))
 
+    # -- v3 connector and credentials (callers hold the lock)
+    def create_connector(
+        self, app: NylasApp, name: str, client_id: str, client_secret: str, tenant: str, scope: list[str]
+    ) -> NylasCredential:
+        """The connector and its primary credential, which becomes the active credential."""
+        app.connector_name = name
+        app.scope = list(scope)
+        app.settings = {"client_id": client_id, "tenant": tenant}
+        data = {"client_id": client_id, "client_secret": client_secret, "tenant": tenant}
+        primary = self.new_credential(app, PRIMARY_CREDENTIAL_NAME, "connector", data)
+        app.primary_credential_id = primary.id
+        app.active_credential_id = primary.id
+        self._held(app, client_id, client_secret)
+        return primary
+
+    def set_connector_settings(self, app: NylasApp, client_id: str, client_secret: str, tenant: str) -> None:
+        """PATCH of the connector's settings: replaced whole, and the primary credential with them."""
+        app.settings = {"client_id": client_id, "tenant": tenant}
+        data = {"client_id": client_id, "client_secret": client_secret, "tenant": tenant}
+        primary = app.credentials.get(app.primary_credential_id or "")
+        if primary is None:  # the primary credential was deleted (it was no longer the active one)
+            taken = {c.name for c in app.credentials.values()}
+            name = (
+                PRIMARY_CREDENTIAL_NAME if PRIMARY_CREDENTIAL_NAME not in taken else f"primary-{uuid.uuid4().hex[:8]}"
+            )
+            app.primary_credential_id = self.new_credential(app, name, "connector", data).id
+        else:
+            primary.data = data
+            primary.updated_at = unix(self._world.clock.now())
+        self._held(app, client_id, client_secret)
+
+    def delete_connector(self, app: NylasApp) -> None:
+        """The connector goes with all its credentials; grants stay but can no longer refresh."""
+        app.settings = None
+        app.client_secret = None
+        app.credentials.clear()
+        app.active_credential_id = None
+        app.primary_credential_id = None
+
+    def new_credential(self, app: NylasApp, name: str, credential_type: str, data: dict[str, Any]) -> NylasCredential:
+        now = unix(self._world.clock.now())
+        self._seq += 1
+        cred = NylasCredential(str(uuid.uuid4()), name, credential_type, now, now, self._seq, dict(data))
+        app.credentials[cred.id] = cred
+        return cred
+
+    def update_credential(
+        self, app: NylasApp, cred: NylasCredential, name: str | None, data: dict[str, Any] | None
+    ) -> None:
+        """PATCH of a credential: name and/or credential_data (replaced whole). The primary
+        credential and the connector's settings move together."""
+        if name is not None:
+            cred.name = name
+        if data is not None:
+            cred.data = dict(data)
+            if cred.id == app.primary_credential_id:
+                app.settings = {"client_id": cred.client_id, "tenant": cred.tenant}
+                self._held(app, cred.client_id, cred.client_secret)
+        cred.updated_at = unix(self._world.clock.now())
+
+    def credential(self, app_id: str, cred_id: str) -> tuple[str, str] | None:
+        """(client id, client secret) Nylas holds in that credential now, or None."""
+        with self._world.lock:
+            app = self.apps.get(app_id)
+            cred = app.credentials.get(cred_id) if app else None
+            return (cred.client_id, cred.client_secret) if cred else None
+
+    def credentials(self, app_id: str) -> list[dict[str, Any]]:
+        """Every credential of the app's connector: id, name, credential_type, client_id (no secret)."""
+        with self._world.lock:
+            app = self.apps.get(app_id)
+            if app is None:
+                return []
+            return [
+                {"id": c.id, "name": c.name, "credential_type": c.credential_type, "client_id": c.client_id}
+                for c in sorted(app.credentials.values(), key=lambda c: c.seq)
+            ]
+
+    # -- grants
+    def grants(self, app_id: str) -> list[Grant]:
+        with self._world.lock:
+            app = self.apps.get(app_id)
+            return list(app.grants.values()) if app else []
+
+    def credential_for_grant(self, app: NylasApp, grant: Grant) -> NylasCredential | None:
+        cred_id = grant.credential_id or app.active_credential_id
+        return app.credentials.get(cred_id) if cred_id else None
+
+    def refresh_grant(self, app_id: str, grant_id: str) -> tuple[bool, str]:
+        """Nylas refreshing that user's Microsoft token now, with the client secret it holds now for
+        the grant's credential (its credential_id, else the connector's active credential), through
+        Entra's refresh-token grant in-process. Returns (ok, AADSTS code or a reason)."""
+        with self._world.lock:
+            app = self.apps.get(app_id)
+            grant = app.grants.get(grant_id) if app else None
+            if app is None or grant is None:
+                return False, "grant-not-found"
+            if not app.has_connector:
+                result = (False, "connector-deleted")
+            else:
+                cred = self.credential_for_grant(app, grant)
+                if cred is None:
+                    result = (False, "credential-deleted")
+                else:
+                    outcome = self._world.entra.redeem_refresh(
+                        tenant=cred.tenant,
+                        refresh_token=grant.refresh_token,
+                        client_id=cred.client_id,
+                        client_secret=cred.client_secret,
+                    )
+                    if outcome.ok and outcome.body.get("refresh_token"):
+                        grant.refresh_token = str(outcome.body["refresh_token"])
+                    result = (outcome.ok, outcome.code)
+            grant.last_refresh = result
+            return result
+
+    def secret_values(self) -> set[str]:
+        found: set[str] = set()
+        for app in self.apps.values():
+            found.add(app.credential)
+            found.update(h.secret for h in app.history)
+            if app.client_secret:
+                found.add(app.client_secret)
+            for cred in app.credentials.values():
+                found.update(str(cred.data[k]) for k in _CREDENTIAL_SECRET_KEYS if cred.data.get(k))
+            found.update(g.refresh_token for g in app.grants.values() if g.refresh_token)
+            found.update(app.access_tokens)
+        found.update(self.codes)
+        return found
+
     def snapshot(self) -> dict[str, Any]:
-        return {
-            a.app_id: {
+        out: dict[str, Any] = {}
+        for a in self.apps.values():
+            entry: dict[str, Any] = {
                 "kind": a.kind,
                 "region": a.region,
                 "settings": a.settings,
@@ -664,8 +1195,24 @@ class NylasState:
                 "scope": a.scope,
                 "history": [{"time": iso(h.time), "client_id": h.client_id, "hint": h.hint} for h in a.history],
             }
-            for a in self.apps.values()
-        }
+            if a.kind == "v3":
+                entry["active_credential_id"] = a.active_credential_id
+                entry["credentials"] = [
+                    {**c.to_json(), "client_id": c.client_id, "hint": c.client_secret[:3] or None}
+                    for c in sorted(a.credentials.values(), key=lambda c: c.seq)
+                ]
+                entry["grants"] = [
+                    {
+                        "id": g.id,
+                        "email": g.email,
+                        "credential_id": g.credential_id,
+                        "client_id": g.client_id,
+                        "last_refresh": list(g.last_refresh) if g.last_refresh else None,
+                    }
+                    for g in a.grants.values()
+                ]
+            out[a.app_id] = entry
+        return out
 
 
 # ---------------------------------------------------------------- the world
@@ -731,7 +1278,8 @@ class World:
     def reset(self) -> None:
         """Back to a fresh world, keeping the service identity (and its issued tokens).
 
-        Apps, secrets, Nylas apps, faults, calls, latency and the clock offset are cleared;
+        Apps, secrets, Nylas apps (connectors, credentials, grants), Entra users and their codes and
+        refresh tokens, faults, calls, latency, the Graph write quota and the clock offset are cleared;
         delays, the lifetime policy and purge protection return to the start-up options."""
         with self.lock:
             self.faults.clear()
@@ -741,6 +1289,7 @@ class World:
             self.graph.clear()
             self.keyvault.clear()
             self.nylas.clear()
+            self.entra.clear_users()
             self._apply_defaults()
             self._register_identity()
 
@@ -769,17 +1318,17 @@ class World:
         self.keyvault.allowed_clients = {ident.client_id}
 
     def secret_values(self) -> set[str]:
-        """Every secret value this world knows (Key Vault values, Entra passwords, Nylas
-        credentials): what a no-leak check looks for in logs, alerts and output."""
+        """Every secret value this world knows (Key Vault values, Entra passwords, Nylas API keys,
+        connector and credential secrets, Nylas codes and access tokens, users' refresh tokens): what
+        a no-leak check looks for in logs, alerts and output."""
         found: set[str] = set()
         with self.lock:
             for entry in self.keyvault.secrets.values():
                 found.update(v.value for v in entry.versions)
             for app in self.graph.apps.values():
                 found.update(p.secret for p in app.password_credentials)
-            for nylas in self.nylas.apps.values():
-                found.add(nylas.credential)
-                found.update(h.secret for h in nylas.history)
+            found.update(self.nylas.secret_values())
+            found.update(self.entra.refresh_tokens())
         return {s for s in found if s and len(s) >= 8}
 
     def nylas_secret_works(self, app_id: str) -> bool:

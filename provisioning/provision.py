@@ -10,31 +10,59 @@ Re-running with the same request resumes where a failed run stopped:
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar
+from urllib.parse import urlencode
 
-from clients.interfaces import AppInfo, AppSpec, NewPassword, PasswordInfo
+from clients.interfaces import (
+    MAX_PERSONAL_APP_PASSWORDS,
+    AppInfo,
+    AppSpec,
+    ConnectorState,
+    NewPassword,
+    NylasApp,
+    PasswordInfo,
+)
 from core.errors import BadRequest, Conflict, DependencyRejected, NotFoundYet, NotOwned
 from core.record import (
     MARKER,
+    Audience,
     NylasTarget,
     RotationState,
     TenantRecord,
     nylas_credential_secret_name,
     secret_name,
 )
+from provisioning.graph_scopes import qualified, required_resource_access
 from provisioning.manifest import Manifest
 from provisioning.request import ProvisionRequest
-from rotation.engine import Outcome, Result, RotationEngine, new_lifetime_days
+from rotation.engine import Outcome, Result, RotationEngine, is_ours, new_lifetime_days, new_rotation_id
 
 log = logging.getLogger("provisioning")
 T = TypeVar("T")
 
 APP_TAG = MARKER  # a tag on the app registration, so people in the portal see who manages it
 REPLICATION_RETRIES = 6
+# Where users start Nylas v3 hosted auth (world-facts §2); the emulators stand in for these locally.
+NYLAS_V3_PUBLIC_API = {"us": "https://api.us.nylas.com", "eu": "https://api.eu.nylas.com"}
+
+
+def hosted_auth_url(record: TenantRecord) -> str:
+    """Nylas v3 hosted auth for this tenant's connector credential (world-facts §2, NP/NJ). The caller
+    adds ``redirect_uri`` (a callback registered in their Nylas application) and ``state``."""
+    if record.nylas_target is not NylasTarget.V3_CREDENTIAL or not record.nylas_credential_id:
+        return ""
+    query = urlencode(
+        {
+            "client_id": record.nylas_app_id,
+            "provider": "microsoft",
+            "response_type": "code",
+            "credential_id": record.nylas_credential_id,
+        }
+    )
+    return f"{NYLAS_V3_PUBLIC_API.get(record.nylas_region, NYLAS_V3_PUBLIC_API['us'])}/v3/connect/auth?{query}"
 
 
 @dataclass(frozen=True)
@@ -55,6 +83,11 @@ class TenantView:
     redirect_uri: str = ""
     admin_consent_url: str = ""
     warnings: tuple[str, ...] = field(default=())
+    audience: str = ""
+    nylas_credential_id: str = ""
+    hosted_auth_url: str = ""
+    replaces: str = ""
+    replaced_by: str = ""
 
     @classmethod
     def of(
@@ -77,6 +110,10 @@ class TenantView:
             nylas_region=record.nylas_region,
             nylas_app_id=record.nylas_app_id,
             updated_on=updated_on,
+            audience=record.audience,
+            nylas_credential_id=record.nylas_credential_id,
+            hosted_auth_url=hosted_auth_url(record),
+            replaces=record.replaces,
         )
 
     def to_json(self) -> dict[str, object]:
@@ -90,6 +127,16 @@ class TenantView:
             "rotationState": self.state,
             "nylas": {"target": self.nylas_target, "region": self.nylas_region, "appId": self.nylas_app_id},
         }
+        if self.audience:
+            out["audience"] = self.audience
+        if self.nylas_credential_id:
+            out["nylas"]["credentialId"] = self.nylas_credential_id  # type: ignore[index]
+        if self.hosted_auth_url:
+            out["hostedAuthUrl"] = self.hosted_auth_url
+        if self.replaces:
+            out["replaces"] = self.replaces
+        if self.replaced_by:
+            out["replacedBy"] = self.replaced_by
         if self.updated_on:
             out["stateSince"] = self.updated_on.isoformat()
         if self.redirect_uri:
@@ -140,6 +187,12 @@ class Provisioner:
                 f"tenant {request.tenant} is already provisioned with app {record.client_id}",
                 field="existingAppId",
             )
+        if record and record.state is RotationState.RETIRING:
+            raise Conflict(
+                f"tenant {request.tenant} is being retired: finish with DELETE /api/tenants/{request.tenant}"
+                f"?confirm={request.tenant}, then provision it again",
+                field="tenant",
+            )
         if existing and record and record.state is not RotationState.PENDING:
             return ProvisionResult(False, self._view(existing.id, record, existing.expires_on, request))
         if existing and record is None:
@@ -151,13 +204,19 @@ class Provisioner:
             return self._provision_locked(request, name)
 
     def _provision_locked(self, request: ProvisionRequest, name: str) -> ProvisionResult:
-        warnings = [f"{p} needs an administrator's consent (adminConsentUrl)" for p in self.manifest.admin_consent]
+        # The v2 manifest has permissions that need an administrator; the v3 scope table has none.
+        consenting = self.manifest.admin_consent if request.generation == 2 else ()
+        warnings = [f"{p} needs an administrator's consent (adminConsentUrl)" for p in consenting]
         latest = self.deps.vault.get(name)
         record = TenantRecord.from_tags(latest.tags) if latest else None
         if record is None:
             # Every check that can refuse the request (an app we may not adopt, a missing
-            # credential secret) runs before the first write.
+            # credential secret, a Nylas application that cannot take this tenant, a tenant to
+            # replace that is not there) runs before the first write.
             adopted = self._find_adopted(request)
+            credential = self._nylas_credential_value(request)
+            self._check_nylas(request, credential)
+            self._check_replaces(request)
             credential_ref = self._store_nylas_credential(request)
             app = self._ensure_app(request, adopted)
             # Entra replicates a new app with a delay and publishes no bound: until a read by id
@@ -165,7 +224,7 @@ class Provisioner:
             app = self._retry_replication(lambda: self.deps.graph.get(app.object_id))
             self._retry_replication(lambda: self.deps.graph.ensure_service_principal(app.app_id))
             self.engine.remove_orphans(app, recorded=set())
-            rotation_id = uuid.uuid4().hex[:12]
+            rotation_id = new_rotation_id()
             new = self._retry_replication(
                 lambda: self.engine.add_password_within_policy(app.object_id, rotation_id, request.lifetime_days)
             )
@@ -188,13 +247,17 @@ class Provisioner:
                 lifetime_days=lifetime,
                 rotate_before_days=min(request.rotate_before_days, max(1, lifetime // 2)),
                 rotation_id=rotation_id,
+                replaces=request.replaces,
             )
             latest = self.engine.store(request.tenant, new, record)
             log.info("provisioned credential stored", extra={"tenant": request.tenant, "step": "create"})
-            credential = request.nylas.credential or None
             app = replace(app, passwords=(*app.passwords, _as_info(new)))
             outcome = self.engine.advance_from_record(
-                request.tenant, loaded=(latest, record), app=app, nylas_credential=credential
+                request.tenant,
+                loaded=(latest, record),
+                app=app,
+                nylas_credential=credential or None,
+                scopes=tuple(qualified(request.scopes)),
             )
         else:
             assert latest is not None
@@ -202,27 +265,106 @@ class Provisioner:
         if outcome.result is Result.ROLLED_BACK:
             # Nothing to roll back to on a first secret: say why, and let a fixed request resume.
             raise DependencyRejected("nylas", f"the new secret could not be put to use: {outcome.message}")
-        final = replace(record, state=STATE_AFTER.get(outcome.result, record.state))
+        final = replace(
+            record,
+            state=STATE_AFTER.get(outcome.result, record.state),
+            nylas_credential_id=outcome.nylas_credential_id or record.nylas_credential_id,
+        )
         return ProvisionResult(True, self._view(latest.id, final, latest.expires_on, request, warnings, outcome))
+
+    def _nylas_credential_value(self, request: ProvisionRequest) -> str:
+        """The Nylas API key (v3) or client secret (v2) as sent inline, or read from the Key Vault
+        secret the request names (which must exist and must not be a tenant's client secret)."""
+        if request.nylas.target is NylasTarget.MANUAL:
+            return ""
+        if not request.nylas.credential_secret:
+            return request.nylas.credential
+        stored = self.deps.vault.get(request.nylas.credential_secret)
+        if stored is None:
+            raise BadRequest(
+                f"Key Vault secret {request.nylas.credential_secret} does not exist", field="nylas.credentialSecret"
+            )
+        if TenantRecord.from_tags(stored.tags) is not None:
+            # A tenant's Entra client secret must never be sent to Nylas as an API key.
+            raise BadRequest(
+                f"Key Vault secret {request.nylas.credential_secret} is a tenant's client secret, "
+                "not a Nylas credential",
+                field="nylas.credentialSecret",
+            )
+        if not stored.value:
+            raise BadRequest(
+                f"Key Vault secret {request.nylas.credential_secret} is empty", field="nylas.credentialSecret"
+            )
+        return stored.value
+
+    def _check_nylas(self, request: ProvisionRequest, credential: str) -> None:
+        """v3: the API key works and the application can take this tenant. Read-only."""
+        target = request.nylas.target
+        if target.generation != 3:
+            return
+        where = "nylas.credentialSecret" if request.nylas.credential_secret else "nylas.credential"
+        app = NylasApp(target.value, request.nylas.region, request.nylas.app_id, credential)
+        try:
+            connector = self.deps.nylas.connector(app)
+        except DependencyRejected as exc:
+            if exc.status in (401, 403):
+                raise BadRequest(
+                    f"Nylas refused the API key for application {request.nylas.app_id} "
+                    f"({request.nylas.region.upper()} region): check the key and the region",
+                    field=where,
+                ) from None
+            raise
+        if target is NylasTarget.V3_CREDENTIAL and connector.state is ConnectorState.ABSENT:
+            raise Conflict(
+                f"Nylas application {request.nylas.app_id} has no Microsoft connector, and connector "
+                "credentials live under it. Create the connector first (Nylas dashboard > Connectors > "
+                "Microsoft), or provision one tenant with target v3-connector for this application, then "
+                "send this request again.",
+                field="nylas.appId",
+            )
+        if target is NylasTarget.V3_CONNECTOR:
+            holder = self._connector_holder(request)
+            if holder:
+                raise Conflict(
+                    f"the Microsoft connector of Nylas application {request.nylas.app_id} "
+                    f"({request.nylas.region.upper()}) is already held by tenant {holder}: a connector holds one "
+                    "app. Use target v3-credential for one Entra app per customer.",
+                    field="nylas.appId",
+                )
+
+    def _connector_holder(self, request: ProvisionRequest) -> str:
+        """Another tenant of ours whose app is this Nylas application's connector (one scan of the vault)."""
+        for props in self.deps.vault.list_properties():
+            other = TenantRecord.from_tags(props.tags)
+            if (
+                other is not None
+                and other.tenant != request.tenant
+                and other.nylas_target is NylasTarget.V3_CONNECTOR
+                and other.nylas_app_id == request.nylas.app_id
+                and other.nylas_region == request.nylas.region
+                and props.name.lower() == secret_name(self.policy.secret_prefix, other.tenant).lower()
+            ):
+                return other.tenant
+        return ""
+
+    def _check_replaces(self, request: ProvisionRequest) -> None:
+        if not request.replaces:
+            return
+        old = self.deps.vault.get(secret_name(self.policy.secret_prefix, request.replaces))
+        record = TenantRecord.from_tags(old.tags) if old else None
+        if record is None:
+            raise BadRequest(f"tenant {request.replaces} (to be replaced) is not provisioned", field="replaces")
+        if record.nylas_target.generation != 2:
+            raise BadRequest(
+                f"tenant {request.replaces} is already a Nylas v3 tenant: only a v2 tenant is replaced",
+                field="replaces",
+            )
 
     def _store_nylas_credential(self, request: ProvisionRequest) -> str:
         if request.nylas.target is NylasTarget.MANUAL:
             return ""
         if request.nylas.credential_secret:
-            stored = self.deps.vault.get(request.nylas.credential_secret)
-            if stored is None:
-                raise BadRequest(
-                    f"Key Vault secret {request.nylas.credential_secret} does not exist",
-                    field="nylas.credentialSecret",
-                )
-            if TenantRecord.from_tags(stored.tags) is not None:
-                # A tenant's Entra client secret must never be sent to Nylas as an API key.
-                raise BadRequest(
-                    f"Key Vault secret {request.nylas.credential_secret} is a tenant's client secret, "
-                    "not a Nylas credential",
-                    field="nylas.credentialSecret",
-                )
-            return request.nylas.credential_secret
+            return request.nylas.credential_secret  # checked by _nylas_credential_value
         ref = nylas_credential_secret_name(self.policy.secret_prefix, request.tenant)
         self.deps.vault.set(
             ref,
@@ -234,14 +376,22 @@ class Provisioner:
         return ref
 
     def _spec(self, request: ProvisionRequest) -> AppSpec:
+        """The app's shape: v2 targets get the v2 page's manifest and callback; v3 targets Graph
+        delegated scopes only, the v3 callback, and (personal accounts) token version 2."""
+        personal = Audience(request.audience).allows_personal
         return AppSpec(
             unique_name=unique_name(self.policy.secret_prefix, request.tenant),
             display_name=request.display_name,
             sign_in_audience=request.sign_in_audience,
             redirect_uris=(request.redirect_uri,),
-            required_resource_access=self.manifest.required_resource_access,
+            required_resource_access=(
+                required_resource_access(request.scopes)
+                if request.generation == 3
+                else self.manifest.required_resource_access
+            ),
             tags=(APP_TAG, f"tenant:{request.tenant}"),
             notes=f"Managed by {MARKER}: its client secret rotates automatically. Do not add secrets by hand.",
+            requested_access_token_version=2 if personal else None,
         )
 
     def _find_adopted(self, request: ProvisionRequest) -> AppInfo | None:
@@ -265,6 +415,16 @@ class Provisioner:
         if APP_TAG in app.tags and others:
             # Adopting it would revoke the other tenant's credential as an orphan.
             raise Conflict(f"app {app.app_id} is already managed for tenant {others[0]}", field="existingAppId")
+        foreign = [p for p in app.passwords if not is_ours(p.display_name)]
+        if Audience(request.audience).allows_personal and len(foreign) > 0:
+            # Two secrets at most: ours and its replacement during a rotation. A foreign one would
+            # leave no room, and this service never touches it.
+            raise Conflict(
+                f"app {app.app_id} holds {len(foreign)} client secret(s) this service did not create; an app that "
+                f"signs in personal accounts allows {MAX_PERSONAL_APP_PASSWORDS}, and rotation needs both. Remove "
+                "them in Entra (Certificates & secrets) first.",
+                field="existingAppId",
+            )
         return app
 
     def _ensure_app(self, request: ProvisionRequest, adopted: AppInfo | None) -> AppInfo:
@@ -304,7 +464,7 @@ class Provisioner:
         warnings: list[str] | None = None,
         outcome: Outcome | None = None,
     ) -> TenantView:
-        consent_tenant = "organizations" if record.audience == "multi-org" else self.policy.tenant_id
+        consent_tenant = record.nylas_sign_in_tenant(self.policy.tenant_id)
         notes = list(warnings or [])
         if outcome and outcome.result is Result.AWAITING_CONFIRMATION:
             notes.append("Nylas target is manual: paste the client secret in the Nylas dashboard, then confirm")

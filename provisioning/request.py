@@ -18,10 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from core.record import SLUG, NylasTarget
+from core.record import SLUG, Audience, NylasTarget
+from provisioning.graph_scopes import ALWAYS, DEFAULT_SCOPES, MAX_PERMISSIONS_PER_API, canonical
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_DISPLAY_NAME = 120  # Graph's limit for an application's displayName
+MAX_DISPLAY_NAME_PERSONAL = 90  # ... for an app that also signs in personal accounts (E1)
+MAX_SCOPE_NAME = 100
 MAX_TENANT = 40
 MAX_APP_ID = 128
 MAX_CREDENTIAL = 1024
@@ -32,8 +35,12 @@ ROTATE_BEFORE_RANGE = (1, 365)
 # Patterns are written so that Python's ``re`` and ECMA-262 (what OpenAPI tools use) read them
 # alike: ASCII classes and \x escapes only. The parser applies them with ``fullmatch``.
 TENANT_PATTERN = SLUG.pattern
-# Printable text with at least one non-blank character; no control characters.
-DISPLAY_NAME_PATTERN = r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$"
+# Printable text with at least one character that is not blank, Unicode blanks included (the
+# name is trimmed with str.strip, which removes them: "\u3000" alone would become "", which Graph
+# refuses only after our first writes); no control characters.
+DISPLAY_NAME_PATTERN = (
+    r"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f]*$"
+)
 # A Nylas application id (v3) or client id (v2).
 APP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 # A v3 API key or a v2 client secret: printable ASCII, no spaces.
@@ -48,23 +55,28 @@ REDIRECT_URI_PATTERN = (
 )
 GUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
+# Nylas hosted auth's callback, per API generation and region (world-facts "What changed" 3).
 HOSTED_REDIRECTS = {
-    "us": "https://api.nylas.com/oauth/callback",
-    "eu": "https://ireland.api.nylas.com/oauth/callback",
+    2: {"us": "https://api.nylas.com/oauth/callback", "eu": "https://ireland.api.nylas.com/oauth/callback"},
+    3: {"us": "https://api.us.nylas.com/v3/connect/callback", "eu": "https://api.eu.nylas.com/v3/connect/callback"},
 }
-AUDIENCES = {"multi-org": "AzureADMultipleOrgs", "single-org": "AzureADMyOrg"}
-DEFAULT_AUDIENCE = "multi-org"
+AUDIENCES = {a.value: a.sign_in_audience for a in Audience}
+# v3's app signs in work and personal accounts; the v2 app, work accounts only (world-facts "What changed" 2).
+DEFAULT_AUDIENCES = {3: Audience.ANY_ORG_AND_PERSONAL.value, 2: Audience.MULTI_ORG.value}
+DEFAULT_AUDIENCE = DEFAULT_AUDIENCES[3]
 REGIONS = ("us", "eu")
-AUTH_MODES = ("hosted", "native")
+# "custom" is Nylas v3's name for your own callback (v2 said "native"); both mean the same here.
+AUTH_MODES = ("hosted", "custom", "native")
 TARGETS = tuple(t.value for t in NylasTarget)
+DEFAULT_TARGET = NylasTarget.V3_CREDENTIAL.value
 
 # Field names, required and optional, per object: the schema's `required` and `properties`.
 TOP_REQUIRED = frozenset({"tenant", "displayName", "auth", "nylas"})
-TOP_OPTIONAL = frozenset({"audience", "secretLifetimeDays", "rotateBeforeDays", "existingAppId"})
+TOP_OPTIONAL = frozenset({"audience", "secretLifetimeDays", "rotateBeforeDays", "existingAppId", "scopes", "replaces"})
 HOSTED_AUTH_FIELDS = frozenset({"mode", "region"})
 NATIVE_AUTH_FIELDS = frozenset({"mode", "redirectUri"})
-NYLAS_REQUIRED = frozenset({"target", "region", "appId"})
-NYLAS_OPTIONAL = frozenset({"credential", "credentialSecret"})
+NYLAS_REQUIRED = frozenset({"region", "appId"})
+NYLAS_OPTIONAL = frozenset({"target", "credential", "credentialSecret"})
 
 _ALLOWED_CHARSETS = {"", "utf-8", "utf8"}
 
@@ -82,17 +94,23 @@ class NylasSpec:
 class ProvisionRequest:
     tenant: str
     display_name: str
-    audience: str
+    audience: str  # an Audience value
     redirect_uri: str
     auth_mode: str
     nylas: NylasSpec
     lifetime_days: int
     rotate_before_days: int
     existing_app_id: str = ""
+    scopes: tuple[str, ...] = ()  # v3: Graph delegated scope names; v2: () (the v2 manifest)
+    replaces: str = ""  # v3: the v2 tenant this one replaces
 
     @property
     def sign_in_audience(self) -> str:
         return AUDIENCES[self.audience]
+
+    @property
+    def generation(self) -> int:
+        return self.nylas.target.generation
 
 
 def _name(key: str) -> str:
@@ -247,24 +265,11 @@ def parse_request(
         MAX_DISPLAY_NAME,
         "printable text with at least one non-blank character",
     ).strip()
-    audience = _choice(data, "audience", "", tuple(AUDIENCES)) if "audience" in data else DEFAULT_AUDIENCE
-
-    auth = _object(data["auth"], "auth")
-    if "mode" not in auth:
-        raise BadRequest("missing required field 'mode'", field="auth.mode")
-    mode = _choice(auth, "mode", "auth.", AUTH_MODES)
-    if mode == "hosted":
-        _fields(auth, "auth.", HOSTED_AUTH_FIELDS, frozenset())
-        redirect = HOSTED_REDIRECTS[_choice(auth, "region", "auth.", REGIONS)]
-    else:
-        _fields(auth, "auth.", NATIVE_AUTH_FIELDS, frozenset())
-        if not isinstance(auth["redirectUri"], str):
-            raise BadRequest("auth.redirectUri must be a string", field="auth.redirectUri")
-        redirect = validate_redirect_uri(auth["redirectUri"], "auth.redirectUri")
-
+    # The Nylas target decides the app's generation, and the generation the rest of the shape.
     nylas = _object(data["nylas"], "nylas")
     _fields(nylas, "nylas.", NYLAS_REQUIRED, NYLAS_OPTIONAL)
-    target = NylasTarget(_choice(nylas, "target", "nylas.", TARGETS))
+    target = NylasTarget(_choice(nylas, "target", "nylas.", TARGETS) if "target" in nylas else DEFAULT_TARGET)
+    generation = target.generation
     region = _choice(nylas, "region", "nylas.", REGIONS)
     app_id = _text(nylas, "appId", "nylas.", APP_ID_PATTERN, MAX_APP_ID, "a Nylas application or client id")
     credential = credential_secret = ""
@@ -282,10 +287,61 @@ def parse_request(
     if credential and credential_secret:
         raise BadRequest("give nylas.credential or nylas.credentialSecret, not both", field="nylas.credential")
     if target is not NylasTarget.MANUAL and not (credential or credential_secret):
+        what = "API key" if generation == 3 else "client secret"
         raise BadRequest(
-            f"target {target.value} needs the Nylas app's credential: nylas.credential or nylas.credentialSecret",
+            f"target {target.value} needs the Nylas application's {what}: nylas.credential or nylas.credentialSecret",
             field="nylas.credential",
         )
+
+    audience = Audience(
+        _choice(data, "audience", "", tuple(AUDIENCES)) if "audience" in data else DEFAULT_AUDIENCES[generation]
+    )
+    if audience.allows_personal and generation == 2:
+        raise BadRequest(
+            f"target {target.value} is a Nylas v2 target: its app signs in work accounts only "
+            "(audience multi-org or single-org)",
+            field="audience",
+        )
+    if audience.allows_personal and len(display_name) > MAX_DISPLAY_NAME_PERSONAL:
+        raise BadRequest(
+            f"displayName is longer than {MAX_DISPLAY_NAME_PERSONAL} characters, Entra's limit for an app that "
+            "signs in personal accounts",
+            field="displayName",
+        )
+
+    auth = _object(data["auth"], "auth")
+    if "mode" not in auth:
+        raise BadRequest("missing required field 'mode'", field="auth.mode")
+    mode = _choice(auth, "mode", "auth.", AUTH_MODES)
+    if mode == "hosted":
+        _fields(auth, "auth.", HOSTED_AUTH_FIELDS, frozenset())
+        redirect = HOSTED_REDIRECTS[generation][_choice(auth, "region", "auth.", REGIONS)]
+    else:
+        _fields(auth, "auth.", NATIVE_AUTH_FIELDS, frozenset())
+        if not isinstance(auth["redirectUri"], str):
+            raise BadRequest("auth.redirectUri must be a string", field="auth.redirectUri")
+        redirect = validate_redirect_uri(auth["redirectUri"], "auth.redirectUri")
+        if audience.allows_personal and "?" in redirect:
+            raise BadRequest(
+                "redirectUri must not have a query string in an app that signs in personal accounts",
+                field="auth.redirectUri",
+            )
+
+    scopes: tuple[str, ...] = ()
+    if generation == 3:
+        scopes = _scopes(data["scopes"]) if "scopes" in data else DEFAULT_SCOPES
+    elif "scopes" in data:
+        raise BadRequest(
+            f"target {target.value} is a Nylas v2 target: its app gets the v2 permission manifest, not scopes",
+            field="scopes",
+        )
+    replaces = ""
+    if "replaces" in data:
+        if generation != 3:
+            raise BadRequest("only a Nylas v3 tenant can replace another tenant", field="replaces")
+        replaces = _text(data, "replaces", "", TENANT_PATTERN, MAX_TENANT, "the slug of the tenant it replaces")
+        if replaces == tenant:
+            raise BadRequest("a tenant cannot replace itself", field="replaces")
 
     lifetime = (
         _days(data, "secretLifetimeDays", LIFETIME_RANGE) if "secretLifetimeDays" in data else default_lifetime_days
@@ -311,4 +367,36 @@ def parse_request(
         lifetime_days=lifetime,
         rotate_before_days=rotate_before,
         existing_app_id=existing,
+        scopes=scopes,
+        replaces=replaces,
     )
+
+
+def _scopes(value: Any) -> tuple[str, ...]:
+    """Graph delegated scope names from the table (graph_scopes.py); offline_access, openid and
+    profile are always added. Refuses unknown names, repeats, and more than Entra allows per API."""
+    if not isinstance(value, list) or not value:
+        raise BadRequest("scopes must be a non-empty array of Microsoft Graph scope names", field="scopes")
+    seen: list[str] = []
+    for i, item in enumerate(value):
+        where = f"scopes[{i}]"
+        if not isinstance(item, str) or not item or len(item) > MAX_SCOPE_NAME:
+            raise BadRequest(f"{where} must be a Microsoft Graph scope name such as Mail.Read", field=where)
+        name = canonical(item)
+        if name is None:
+            raise BadRequest(
+                f"{where} is not a Microsoft Graph delegated scope this service knows "
+                "(see docs/nylas-targets.md for the list)",
+                field=where,
+            )
+        if name in seen:
+            raise BadRequest(f"{where} repeats {name}", field=where)
+        seen.append(name)
+    names = tuple(seen) + tuple(s for s in ALWAYS if s not in seen)
+    if len(names) > MAX_PERMISSIONS_PER_API:
+        raise BadRequest(
+            f"scopes asks for {len(names)} Microsoft Graph permissions; Entra allows at most "
+            f"{MAX_PERMISSIONS_PER_API} per API",
+            field="scopes",
+        )
+    return names

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 from clients.interfaces import SecretStore, SecretVersion
 from core.errors import TenantNotFound
@@ -15,11 +16,18 @@ def view_of(props: SecretVersion, record: TenantRecord) -> TenantView:
 
 
 def list_tenants(vault: SecretStore, prefix: str) -> Iterator[TenantView]:
+    """Every tenant of ours, from one paged listing. A v3 tenant that replaces a v2 one shows
+    ``replaces`` while the old one lives, and the old one shows ``replacedBy``."""
+    views: dict[str, TenantView] = {}
     for props in vault.list_properties():
         record = TenantRecord.from_tags(props.tags)
         # A copy of a tenant's tags under another name is not that tenant (the scan agrees).
         if record is not None and props.enabled and props.name.lower() == secret_name(prefix, record.tenant).lower():
-            yield view_of(props, record)
+            views[record.tenant] = view_of(props, record)
+    successors = {v.replaces: v.tenant for v in views.values() if v.replaces in views}
+    for view in views.values():
+        replaces = view.replaces if view.replaces in views else ""
+        yield replace(view, replaces=replaces, replaced_by=successors.get(view.tenant, ""))
 
 
 def get_tenant(vault: SecretStore, prefix: str, tenant: str) -> TenantView:

@@ -16,12 +16,14 @@ Nothing is revoked before its replacement is stored, verified and pushed.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from clients.interfaces import (
+    MAX_PERSONAL_APP_PASSWORDS,
     Alert,
     AppInfo,
     GraphApps,
@@ -30,6 +32,7 @@ from clients.interfaces import (
     Notifier,
     NylasApp,
     NylasGateway,
+    PasswordInfo,
     PushStatus,
     SecretStore,
     SecretVersion,
@@ -45,6 +48,7 @@ from core.errors import (
     NothingToConfirm,
     PolicyRejectedLifetime,
     TenantNotFound,
+    TooManyAppPasswords,
 )
 from core.record import CREDENTIAL_PREFIX, NylasTarget, RotationState, TenantRecord, secret_name
 
@@ -61,6 +65,8 @@ class Result(StrEnum):
     ROTATED = "rotated"
     AWAITING_CONFIRMATION = "awaiting-confirmation"
     ROLLED_BACK = "rolled-back"
+    REFUSED = "refused"  # nothing written: the app has no room for a new secret (a person must act)
+    RETIRING = "retiring"  # the tenant is being retired: never rotated again
     BUSY = "busy"
 
 
@@ -72,6 +78,7 @@ class Outcome:
     previous_key_id: str = ""
     expires_on: datetime | None = None
     message: str = ""
+    nylas_credential_id: str = ""  # v3-credential: the connector credential that holds the secret
 
 
 @dataclass(frozen=True)
@@ -96,10 +103,17 @@ class Dependencies:
 
 
 def is_ours(display_name: str | None) -> bool:
-    """Our credentials are named exactly "<prefix> <rotation id>": a name that only starts the same
-    way (say "nylas-entra-rotator-backup", added by a person) is not ours and is never touched."""
-    name = display_name or ""
-    return name == CREDENTIAL_PREFIX or name.startswith(CREDENTIAL_PREFIX + " ")
+    """Our credentials are named exactly "<prefix> <rotation id>", the id being 12 lowercase hex
+    digits: a name that only looks alike (say "nylas-entra-rotator-backup" or "nylas-entra-rotator
+    manual copy", added by a person) is not ours and is never touched."""
+    return bool(OUR_CREDENTIAL_NAME.fullmatch(display_name or ""))
+
+
+OUR_CREDENTIAL_NAME = re.compile(re.escape(CREDENTIAL_PREFIX) + r" [0-9a-f]{12}")
+
+
+def new_rotation_id() -> str:
+    return uuid.uuid4().hex[:12]
 
 
 def credential_display_name(rotation_id: str) -> str:
@@ -149,12 +163,21 @@ class RotationEngine:
         loaded: tuple[SecretVersion, TenantRecord] | None = None,
         app: AppInfo | None = None,
         nylas_credential: str | None = None,
+        scopes: tuple[str, ...] = (),
     ) -> Outcome:
         """Provisioning hands over here, already holding the lease, once the first version is stored.
         What it just wrote or read (the version, the app, the Nylas credential) it passes along, so
-        nothing is read back that this process already knows."""
+        nothing is read back that this process already knows; ``scopes`` are what a Nylas connector
+        made now asks for."""
         return self._advance(
-            tenant, force=False, seen_version="", confirm=False, loaded=loaded, app=app, known=nylas_credential
+            tenant,
+            force=False,
+            seen_version="",
+            confirm=False,
+            loaded=loaded,
+            app=app,
+            known=nylas_credential,
+            scopes=scopes,
         )
 
     # --- the machine -------------------------------------------------------------------
@@ -176,8 +199,11 @@ class RotationEngine:
         loaded: tuple[SecretVersion, TenantRecord] | None = None,
         app: AppInfo | None = None,
         known: str | None = None,
+        scopes: tuple[str, ...] = (),
     ) -> Outcome:
         latest, record = loaded or self._load(tenant)
+        if record.state is RotationState.RETIRING:
+            return Outcome(tenant, Result.RETIRING, record.key_id, message="the tenant is being retired")
         if seen_version and seen_version != latest.version and record.state is not RotationState.PENDING:
             # A request about a version that is no longer the latest: someone already rotated (or
             # already parked it for confirmation: a duplicate must not send a second reminder).
@@ -186,10 +212,18 @@ class RotationEngine:
         now = self.deps.clock.now()
 
         if record.state.settled:
-            self.remove_orphans(app, recorded={record.key_id})
+            removed = self.remove_orphans(app, recorded={record.key_id})
             if not force and not is_due(record, latest.expires_on, now):
                 return Outcome(tenant, Result.NOT_DUE, record.key_id, expires_on=latest.expires_on)
-            latest, record = self._create(tenant, latest, record, app)
+            others = [p for p in app.passwords if p.key_id not in removed and p.key_id != record.key_id]
+            if app.allows_personal and len(others) + 1 >= MAX_PERSONAL_APP_PASSWORDS:
+                # A third secret would be refused (TooManyAppPasswords), and making room would mean
+                # revoking ours before its replacement is in Nylas, or touching someone else's.
+                return self._refuse_no_room(record, latest, app, others)
+            try:
+                latest, record = self._create(tenant, latest, record, app)
+            except TooManyAppPasswords:
+                return self._refuse_no_room(record, latest, app, others)
         else:
             self.remove_orphans(app, recorded={record.key_id, record.previous_key_id})
 
@@ -209,11 +243,16 @@ class RotationEngine:
             return self._roll_back(tenant, latest, record, "Entra never accepted the new secret within the budget")
         try:
             sign_in_tenant = record.nylas_sign_in_tenant(self.policy.tenant_id)
-            nylas_app = self._nylas_app(record, known)
-            status = self.deps.nylas.push(nylas_app, record.client_id, latest.value, sign_in_tenant)
+            nylas_app = self._nylas_app(record, known, scopes)
+            pushed = self.deps.nylas.push(nylas_app, record.client_id, latest.value, sign_in_tenant)
         except DependencyRejected as exc:
             return self._roll_back(tenant, latest, record, f"Nylas refused the new secret: {exc.message}")
-        if status is PushStatus.NEEDS_CONFIRMATION:
+        if pushed.credential_id and pushed.credential_id != record.nylas_credential_id:
+            # Recorded by finish's write (no extra call); a crash before it finds the credential by name.
+            if pushed.recreated:
+                self._alert_credential_recreated(record, pushed.credential_id)
+            record = replace(record, nylas_credential_id=pushed.credential_id)
+        if pushed.status is PushStatus.NEEDS_CONFIRMATION:
             record = record.moved_to(RotationState.AWAITING_CONFIRMATION)
             self.deps.vault.update_tags(latest.name, latest.version, record.to_tags())
             self._alert_manual(record, latest, first=True)
@@ -223,7 +262,7 @@ class RotationEngine:
     def _create(
         self, tenant: str, latest: SecretVersion, record: TenantRecord, app: AppInfo
     ) -> tuple[SecretVersion, TenantRecord]:
-        rotation_id = uuid.uuid4().hex[:12]
+        rotation_id = new_rotation_id()
         new = self.add_password_within_policy(app.object_id, rotation_id, record.lifetime_days)
         # Durability first: the secret text exists only in this process until this write lands.
         pending = TenantRecord(
@@ -309,7 +348,14 @@ class RotationEngine:
             "rotation finished",
             extra={"tenant": tenant, "step": "finish", "key_id": done.key_id, "revoked": record.previous_key_id},
         )
-        return Outcome(tenant, Result.ROTATED, done.key_id, record.previous_key_id, latest.expires_on)
+        return Outcome(
+            tenant,
+            Result.ROTATED,
+            done.key_id,
+            record.previous_key_id,
+            latest.expires_on,
+            nylas_credential_id=done.nylas_credential_id,
+        )
 
     def _roll_back(self, tenant: str, latest: SecretVersion, record: TenantRecord, why: str) -> Outcome:
         """Permanent failure after create: make the previous secret the latest version again, drop the new one."""
@@ -369,6 +415,63 @@ class RotationEngine:
             log.info("removed orphaned credentials", extra={"app": app.app_id, "step": "cleanup", "keys": removed})
         return removed
 
+    # --- refusals and reports -------------------------------------------------------------
+
+    def _refuse_no_room(
+        self, record: TenantRecord, latest: SecretVersion, app: AppInfo, others: list[PasswordInfo]
+    ) -> Outcome:
+        now = self.deps.clock.now()
+        days_left = (to_utc(latest.expires_on) - now).days if latest.expires_on else None
+        names = ", ".join(f"'{p.display_name or '(no name)'}' (key {p.key_id})" for p in others) or "(none)"
+        self.deps.notifier.notify(
+            Alert(
+                kind="secret-limit",
+                tenant=record.tenant,
+                severity=Severity.CRITICAL
+                if days_left is not None and days_left <= self.policy.manual_escalate_days
+                else Severity.WARNING,
+                summary=(
+                    f"Rotation of {record.tenant} cannot start: app {app.app_id} signs in personal Microsoft "
+                    f"accounts, so Entra allows it {MAX_PERSONAL_APP_PASSWORDS} client secrets, and besides the "
+                    f"one Nylas uses it holds {len(others)} that this service did not create"
+                    + (f"; the live secret expires in {days_left} days" if days_left is not None else "")
+                ),
+                action=(
+                    f"Remove the secret(s) {names} in Entra (App registrations > {app.display_name or app.app_id} > "
+                    f"Certificates & secrets), or move them to another app, then run "
+                    f"`python -m rotator rotate {record.tenant}`. Nothing was changed."
+                ),
+                details={"client_id": record.client_id, "foreign_key_ids": ",".join(p.key_id for p in others)},
+            )
+        )
+        log.warning("rotation refused: no room for a new secret", extra={"tenant": record.tenant, "step": "create"})
+        return Outcome(
+            record.tenant,
+            Result.REFUSED,
+            record.key_id,
+            expires_on=latest.expires_on,
+            message="no room for a new client secret (two at most on an app that signs in personal accounts)",
+        )
+
+    def _alert_credential_recreated(self, record: TenantRecord, new_id: str) -> None:
+        self.deps.notifier.notify(
+            Alert(
+                kind="nylas-credential-recreated",
+                tenant=record.tenant,
+                severity=Severity.WARNING,
+                summary=(
+                    f"The Nylas connector credential {record.nylas_credential_id or '(unrecorded)'} of "
+                    f"{record.tenant} was gone at Nylas; it was made again as {new_id}"
+                ),
+                action=(
+                    "Users who signed in through the old credential must sign in again; hosted auth now "
+                    f"uses credential_id={new_id} (GET /api/tenants/{record.tenant} shows the URL). "
+                    "Find out who deleted it at Nylas."
+                ),
+                details={"old_credential_id": record.nylas_credential_id, "credential_id": new_id},
+            )
+        )
+
     # --- manual target -------------------------------------------------------------------
 
     def _remind(self, record: TenantRecord, latest: SecretVersion) -> None:
@@ -418,7 +521,7 @@ class RotationEngine:
 
     # --- helpers ------------------------------------------------------------------------
 
-    def _nylas_app(self, record: TenantRecord, known: str | None = None) -> NylasApp:
+    def _nylas_app(self, record: TenantRecord, known: str | None = None, scopes: tuple[str, ...] = ()) -> NylasApp:
         credential = known or ""
         if not credential and record.nylas_target is not NylasTarget.MANUAL and record.nylas_credential:
             stored = self.deps.vault.get(record.nylas_credential)
@@ -427,7 +530,21 @@ class RotationEngine:
                     "key-vault", f"the Nylas credential secret {record.nylas_credential} is missing or empty"
                 )
             credential = stored.value
-        return NylasApp(record.nylas_target.value, record.nylas_region, record.nylas_app_id, credential)
+        return NylasApp(
+            record.nylas_target.value,
+            record.nylas_region,
+            record.nylas_app_id,
+            credential,
+            credential_name=nylas_credential_name(self.policy.secret_prefix, record.tenant),
+            credential_id=record.nylas_credential_id,
+            scopes=scopes,
+        )
+
+
+def nylas_credential_name(prefix: str, tenant: str) -> str:
+    """The tenant's connector credential at Nylas: unique per tenant and deployment (the app's uniqueName
+    too), so a create repeated after a lost answer finds the first one by name."""
+    return f"{prefix}{tenant}"
 
 
 def new_lifetime_days(new: NewPassword, asked: int) -> int:

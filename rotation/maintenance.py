@@ -20,7 +20,7 @@ from typing import Protocol
 from clients.interfaces import AppInfo, GraphApps, LeaseManager, SecretStore, SecretVersion
 from core.clock import to_utc
 from core.errors import LeaseBusy, ServiceError
-from core.record import MARKER, TenantRecord, secret_name
+from core.record import MARKER, RotationState, TenantRecord, secret_name
 from rotation.engine import is_ours
 from rotation.scanner import scan
 
@@ -44,6 +44,7 @@ class Why(StrEnum):
     STUCK = "stuck"
     IN_PROGRESS = "in-progress"
     AWAITING_CONFIRMATION = "awaiting-confirmation"
+    RETIRING = "retiring"
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,16 @@ class PlanItem:
     next_run: NextRun
     why: Why
     explanation: str  # one sentence for a person
+    replaces: str = ""  # a v3 tenant's v2 predecessor, while it lives
+    replaced_by: str = ""  # a v2 tenant's v3 successor
 
     def to_json(self) -> dict[str, object]:
-        return {
+        extra: dict[str, object] = {}
+        if self.replaces:
+            extra["replaces"] = self.replaces
+        if self.replaced_by:
+            extra["replacedBy"] = self.replaced_by
+        return extra | {
             "tenant": self.tenant,
             "state": self.state,
             "clientId": self.client_id,
@@ -116,12 +124,29 @@ def plan(
     for props in secrets:
         decided = scan([props], now, stuck_after=stuck_after, prefix=prefix)
         record = TenantRecord.from_tags(props.tags)
-        if decided.tenants == 0 or record is None or record.tenant in seen:
+        if record is None or record.tenant in seen:
+            continue
+        retiring = record.state is RotationState.RETIRING and props.enabled
+        if decided.tenants == 0 and not (retiring and props.name.lower() == secret_name(prefix, record.tenant).lower()):
             continue
         seen.add(record.tenant)
         items.append(_plan_item(props, record, now, decided.items[0].reason if decided.items else "", stuck_after))
+    tenants = {i.tenant for i in items}
+    successors = {i.replaces: i.tenant for i in items if i.replaces in tenants}
+    items = [
+        _with_replacement(i, i.replaces if i.replaces in tenants else "", successors.get(i.tenant, "")) for i in items
+    ]
     items.sort(key=lambda i: i.tenant)
     return Plan(now, items)
+
+
+def _with_replacement(item: PlanItem, replaces: str, replaced_by: str) -> PlanItem:
+    text = item.explanation
+    if replaces:
+        text += f"; replaces v2 tenant {replaces}: retire it once its users have signed in again"
+    if replaced_by:
+        text += f"; replaced by v3 tenant {replaced_by}"
+    return replace(item, replaces=replaces, replaced_by=replaced_by, explanation=text)
 
 
 def _plan_item(
@@ -133,7 +158,10 @@ def _plan_item(
     due_on = expires - timedelta(days=window) if expires else None
     days_left = _days(expires - now) if expires else None
     expired = expires is not None and expires <= now
-    if reason == "awaiting-confirmation":
+    if record.state is RotationState.RETIRING:
+        next_run, why = NextRun.NOTHING, Why.RETIRING
+        text = f"being retired since {_iso(since)}: never rotated again; `retire {record.tenant}` finishes it"
+    elif reason == "awaiting-confirmation":
         next_run, why = NextRun.REMIND, Why.AWAITING_CONFIRMATION
         text = (
             "an operator must paste the new secret in the Nylas dashboard and confirm; the next run sends a "
@@ -176,6 +204,7 @@ def _plan_item(
         next_run=next_run,
         why=why,
         explanation=text,
+        replaces=record.replaces,
     )
 
 

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from clients.interfaces import Alert, RotationRequest, Severity
 from core.errors import BadRequest, TenantNotFound
-from core.record import TenantRecord, secret_name
+from core.record import Audience, TenantRecord, secret_name
 from rotation.engine import Outcome
 from rotation.events import EXPIRED, HANDLED, NEAR_EXPIRY, KeyVaultEvent
+from rotation.pacing import DEFAULT_PAUSE_SECONDS, EARLY_TOLERANCE_SECONDS, interval_seconds
 from rotation.scanner import ScanReport, scan
 
 if TYPE_CHECKING:
@@ -36,8 +37,18 @@ def scan_and_queue(services: Services) -> ScanReport:
         stuck_after=timedelta(hours=services.settings.stuck_after_hours),
         prefix=services.settings.secret_prefix,
     )
+    paced = [item for item in report.items if item.paced]
+    slots = services.pace.reserve(len(paced), interval_seconds(services.settings)) if paced else []
+    now = deps.clock.now().timestamp()
     for item in report.items:
-        services.queue.send(RotationRequest(item.tenant, item.reason, item.version))
+        if item.paced:
+            slot = slots.pop(0)
+            services.queue.send(
+                RotationRequest(item.tenant, item.reason, item.version, paced=True, slot=slot),
+                delay_seconds=max(0.0, slot - now),
+            )
+        else:
+            services.queue.send(RotationRequest(item.tenant, item.reason, item.version))
     # Not only Event Grid says so: should its subscription be missing, the nightly scan still alerts.
     for tenant in report.expired:
         secret = secret_name(services.settings.secret_prefix, tenant)
@@ -75,7 +86,7 @@ def handle_key_vault_event(services: Services, event: KeyVaultEvent) -> EventDec
             )
         )
     reason = "expired-event" if event.event_type == EXPIRED else "near-expiry-event"
-    services.queue.send(RotationRequest(record.tenant, reason, latest.version))
+    services.queue.send(RotationRequest(record.tenant, reason, latest.version, paced=is_paced(record)))
     log.info("key vault event queued a rotation", extra={"tenant": record.tenant, "step": "event", "reason": reason})
     return EventDecision("queued", reason, record.tenant)
 
@@ -107,10 +118,39 @@ def parse_rotation_message(body: str) -> RotationRequest:
             reason=str(data.get("reason", "")),
             version=str(data.get("version", "")),
             force=bool(data.get("force", False)),
+            paced=bool(data.get("paced", False)),
+            slot=float(data.get("slot", 0.0)),
         )
     except (ValueError, KeyError, TypeError):
         raise BadRequest("rotation message is not the JSON this service writes", field="body") from None
     return request
+
+
+def is_paced(record: TenantRecord) -> bool:
+    return Audience(record.audience).allows_personal
+
+
+def defer_for_pace(services: Services, request: RotationRequest) -> float:
+    """A paced request that has no slot yet, or whose slot fell inside a throttling pause, takes a
+    new slot and goes back to the queue until then. Returns the delay (0: start now)."""
+    now = services.deps.clock.now().timestamp()
+    if request.slot and request.slot >= services.pace.paused_until():
+        return 0.0
+    (slot,) = services.pace.reserve(1, interval_seconds(services.settings))
+    if slot - now <= EARLY_TOLERANCE_SECONDS:
+        return 0.0
+    services.queue.send(replace(request, slot=slot), delay_seconds=slot - now)
+    log.info(
+        "paced rotation deferred",
+        extra={"tenant": request.tenant, "step": "pace", "delay_seconds": round(slot - now, 1)},
+    )
+    return slot - now
+
+
+def throttled(services: Services, request: RotationRequest, retry_after: float | None) -> float:
+    """Graph's quota said stop: pause every paced start, and queue this request again after the pause."""
+    services.pace.slow_down(retry_after or DEFAULT_PAUSE_SECONDS)
+    return defer_for_pace(services, replace(request, paced=True, slot=0.0))
 
 
 def rotate_from_message(services: Services, request: RotationRequest) -> Outcome:
@@ -125,7 +165,9 @@ def queue_rotation(services: Services, tenant: str) -> RotationRequest:
     latest = services.deps.vault.get(secret_name(services.settings.secret_prefix, tenant))
     if latest is None or TenantRecord.from_tags(latest.tags) is None:
         raise TenantNotFound(f"tenant {tenant} is not provisioned", field="tenant")
-    request = RotationRequest(tenant, "on-demand", latest.version, force=True)
+    record = TenantRecord.from_tags(latest.tags)
+    assert record is not None
+    request = RotationRequest(tenant, "on-demand", latest.version, force=True, paced=is_paced(record))
     services.queue.send(request)
     return request
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from clients.interfaces import SecretVersion
 from core.clock import to_utc
-from core.record import RotationState, TenantRecord, secret_name
+from core.record import Audience, RotationState, TenantRecord, secret_name
 from rotation.engine import is_due
 
 
@@ -26,6 +26,7 @@ class ScanItem:
     version: str
     expires_on: datetime | None
     state: str
+    paced: bool = False  # an app that signs in personal accounts: its Graph writes are paced
 
 
 @dataclass
@@ -75,6 +76,8 @@ def scan(
         if prefix is not None and props.name.lower() != secret_name(prefix, record.tenant).lower():
             continue
         seen_tenants.add(record.tenant)
+        if record.state is RotationState.RETIRING:
+            continue  # no rotation ever again; `retire` (DELETE) resumes it, not the scan
         report.tenants += 1
         if props.expires_on and to_utc(props.expires_on) <= now:
             report.expired.append(record.tenant)
@@ -91,5 +94,6 @@ def scan(
         else:
             report.healthy += 1
             continue
-        report.items.append(ScanItem(record.tenant, reason, props.version, props.expires_on, record.state.value))
+        paced = Audience(record.audience).allows_personal
+        report.items.append(ScanItem(record.tenant, reason, props.version, props.expires_on, record.state.value, paced))
     return report

@@ -39,6 +39,7 @@ from provisioning.request import parse_body, parse_request
 from provisioning.status import get_tenant, list_tenants
 from rotation.engine import Outcome, Result
 from rotation.maintenance import Cleanup, CleanupReport, Disposition, NextRun, Plan, plan
+from rotation.pacing import interval_seconds
 from rotation.scanner import scan
 from rotator.output import date, days_left, stamp, table
 
@@ -186,6 +187,14 @@ def cmd_status(svc: Services, args: argparse.Namespace, io: Io) -> int:
             ("nylas", f"{view.nylas_target}, region {view.nylas_region}, app {view.nylas_app_id}"),
             ("key vault", f"@Microsoft.KeyVault(SecretUri={view.key_vault_secret_id})"),
         ]
+        if view.audience:
+            rows.insert(3, ("audience", view.audience))
+        if view.nylas_credential_id:
+            rows.append(("credential id", view.nylas_credential_id))
+        if view.hosted_auth_url:
+            rows.append(("hosted auth", view.hosted_auth_url + "&redirect_uri=<your callback>"))
+        if view.replaces:
+            rows.append(("replaces", view.replaces))
         width = max(len(k) for k, _ in rows)
         for key, value in rows:
             io.say(f"{key.ljust(width)}  {value}")
@@ -209,7 +218,9 @@ def cmd_status(svc: Services, args: argparse.Namespace, io: Io) -> int:
             v.key_id,
             date(v.expires_on),
             days_left(v.expires_on, now),
-            f"{v.nylas_target}/{v.nylas_region}",
+            f"{v.nylas_target}/{v.nylas_region}"
+            + (f" (replaces {v.replaces})" if v.replaces else "")
+            + (f" (replaced by {v.replaced_by})" if v.replaced_by else ""),
         )
         for v in views
     ]
@@ -286,7 +297,7 @@ def _outcome_json(outcome: Outcome) -> dict[str, object]:
     }
 
 
-FAILING_RESULTS = {Result.ROLLED_BACK, Result.BUSY}
+FAILING_RESULTS = {Result.ROLLED_BACK, Result.BUSY, Result.REFUSED, Result.RETIRING}
 
 
 def _describe(outcome: Outcome) -> str:
@@ -305,6 +316,10 @@ def _describe(outcome: Outcome) -> str:
         return "stale: the record moved on since the scan; nothing to do"
     if r is Result.BUSY:
         return "busy: another run holds the tenant's lease; try again in a minute"
+    if r is Result.REFUSED:
+        return f"refused, nothing changed: {outcome.message} ({RUNBOOK}#secret-limit)"
+    if r is Result.RETIRING:
+        return f"being retired: never rotated again; finish with `{PROG} retire {outcome.tenant} --confirm …`"
     return f"rolled back: {outcome.message}; key {outcome.key_id} stays live ({RUNBOOK}#rotation-failed)"
 
 
@@ -335,7 +350,15 @@ def cmd_rotate(svc: Services, args: argparse.Namespace, io: Io) -> int:
     results: list[dict[str, object]] = []
     code = OK
     total = len(report.items)
+    interval = interval_seconds(svc.settings)
+    last_paced: float | None = None
     for n, item in enumerate(report.items, 1):
+        if item.paced:
+            # Graph's 60 writes a minute to personal-account apps (rotation/pacing.py), here in-process.
+            now = svc.deps.clock.now().timestamp()
+            if last_paced is not None and now - last_paced < interval:
+                svc.deps.sleep(interval - (now - last_paced))
+            last_paced = svc.deps.clock.now().timestamp()
         io.progress(f"[{n}/{total}] {item.tenant} ({item.reason}) …")
         started = time.monotonic()
         try:
@@ -434,6 +457,24 @@ def _print_cleanup(report: CleanupReport, io: Io) -> None:
 Command = Callable[[Services, argparse.Namespace, Io], int]
 
 
+def cmd_retire(svc: Services, args: argparse.Namespace, io: Io) -> int:
+    result = svc.retirement.retire(args.tenant, confirm=args.confirm or "", delete_app=args.delete_app)
+    if io.as_json:
+        io.document(result.to_json())
+        return OK
+    if result.already_retired:
+        io.say(f"{args.tenant}: already retired (its Key Vault secret is soft-deleted). Nothing to do.")
+        return OK
+    io.say(f"{args.tenant}: retired.")
+    io.say(f"  revoked credentials of ours: {', '.join(result.revoked_key_ids) or '(none left)'}")
+    io.say(f"  Nylas connector credential deleted: {'yes' if result.nylas_credential_deleted else 'no'}")
+    io.say(f"  app registration deleted: {'yes' if result.app_deleted else 'no (add --delete-app)'}")
+    io.say(f"  Key Vault secrets soft-deleted: {', '.join(result.secrets_deleted) or '(none)'}")
+    for note in result.notes:
+        io.say(f"  note: {note}")
+    return OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="one JSON document on stdout")
@@ -482,6 +523,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("confirm", parents=[common], help="the new secret is pasted in the manual Nylas target")
     p.add_argument("tenant", metavar="TENANT")
     p.set_defaults(run=cmd_confirm)
+
+    p = sub.add_parser(
+        "retire", parents=[common], help="retire a tenant: revoke our secrets, delete its Nylas credential and records"
+    )
+    p.add_argument("tenant", metavar="TENANT")
+    p.add_argument(
+        "--confirm", metavar="TENANT", help="the tenant's name again: retiring revokes the secret Nylas uses"
+    )
+    p.add_argument(
+        "--delete-app", action="store_true", help="also delete the app registration (Entra keeps it 30 days)"
+    )
+    p.set_defaults(run=cmd_retire)
 
     p = sub.add_parser("cleanup", parents=[common], help="find (or --apply: remove) orphaned credentials of ours")
     mode = p.add_mutually_exclusive_group()

@@ -22,16 +22,16 @@ from dataclasses import dataclass, field
 from blueprints.http_api import provision_tenant
 from clients.factory import use_services
 from devenv.azurite import start_azurite
+from devenv.scenario import register_nylas as scenario_register
+from devenv.scenario import tenant_body as scenario_body
 from devenv.wiring import RecordingNotifier, local_env, local_services
 from emulators import Emulators
 from emulators.world import World
 
-TARGETS = ("v3-connector", "v2-integration", "manual")
+TARGETS = ("v3-credential", "v3-connector", "v2-integration", "manual")
 REPEAT_BUDGET = 2  # a repeated provision costs at most this many outside calls
 URL = "https://func.local/api/tenants"
 # Emulator-only Nylas credentials: they exist only in this run's in-memory world.
-NYLAS_V3_KEY = "nyk_v3_calls_script_key_0001"
-NYLAS_V2_SECRET = "nylas-v2-calls-script-secret-0001"
 
 Call = tuple[str, str, str, int]  # (route, method, path, status), as world.call_log has them
 
@@ -49,25 +49,11 @@ class Run:
 
 
 def tenant_body(target: str) -> dict[str, object]:
-    tenant = f"calls-{target}"
-    nylas: dict[str, str] = {"target": target, "region": "us", "appId": f"nylas-{tenant}"}
-    if target == "v3-connector":
-        nylas["credential"] = NYLAS_V3_KEY
-    elif target == "v2-integration":
-        nylas["credential"] = NYLAS_V2_SECRET
-    return {
-        "tenant": tenant,
-        "displayName": f"{tenant} mail sync",
-        "auth": {"mode": "hosted", "region": "us"},
-        "nylas": nylas,
-    }
+    return scenario_body(f"calls-{target}", target)
 
 
-def register_nylas(world: World, target: str, app_id: str) -> None:
-    if target == "v3-connector":
-        world.nylas.add_v3_app(app_id, NYLAS_V3_KEY, "us")
-    elif target == "v2-integration":
-        world.nylas.add_v2_app(app_id, NYLAS_V2_SECRET, "us")
+def register_nylas(emulators: Emulators, body: dict[str, object]) -> None:
+    scenario_register(emulators, body)
 
 
 def outside(world: World) -> tuple[Counter[str], list[Call]]:
@@ -164,9 +150,7 @@ def measure() -> tuple[list[Run], list[Run]]:
             post(emulators.world, "warm-up", warm)
             for target in TARGETS:
                 body = tenant_body(target)
-                nylas = body["nylas"]
-                assert isinstance(nylas, dict)
-                register_nylas(emulators.world, target, str(nylas["appId"]))
+                register_nylas(emulators, body)
                 fresh.append(post(emulators.world, target, body))
                 repeated.append(post(emulators.world, target, body))
         finally:

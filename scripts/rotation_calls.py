@@ -15,7 +15,7 @@ from devenv.scenario import operator_pastes, provision
 from devenv.wiring import RecordingNotifier, local_env, local_services
 from emulators import Emulators
 
-TARGETS = ("v3-connector", "v2-integration", "manual")
+TARGETS = ("v3-credential", "v3-connector", "v2-integration", "manual")
 
 
 def clean_rotation_calls(emulators: Emulators, svc, target: str) -> Counter[str]:  # type: ignore[no-untyped-def]

@@ -5,7 +5,8 @@ oracle that says, from the document alone, whether a request is valid.
 The oracle is the OpenAPI document read with ECMA-262 regular expressions (what the document's
 `pattern`s mean: `$` ends the input, it does not also match before a final newline, as Python's
 `re.search` lets it), plus RFC 8259/7493 rules for the body: strict JSON, no duplicate names, no
-lone surrogates, no NaN/Infinity.
+lone surrogates, no NaN/Infinity. Path and query parameters are text, and their schemas apply to
+the text as sent; a required query parameter must be there.
 """
 
 from __future__ import annotations
@@ -93,6 +94,19 @@ def schema_errors(name: str, instance: Any) -> list[str]:
     return [e.message for e in validator(name).iter_errors(instance)]
 
 
+@cache
+def _param_validator(name: str, operation_id: str) -> Any:
+    """The ECMA-262 validator of one parameter's schema (a $ref to a component, or inline)."""
+    path, _, op = operation(operation_id)
+    params = [resolve(p) for p in document()["paths"][path].get("parameters", []) + op.get("parameters", [])]
+    (param,) = [p for p in params if p["name"] == name]
+    registry: Registry[Any] = Registry().with_resource("urn:openapi", Resource.from_contents(document(), DRAFT202012))
+    body = param["schema"]
+    if "$ref" in body:
+        body = {"$ref": "urn:openapi" + body["$ref"]}
+    return EcmaValidator(body, registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
 # --- the body as the document reads it ---------------------------------------------------------
 
 NOT_JSON = object()
@@ -176,25 +190,51 @@ class Call:
             return NOT_JSON
         return strict_json(self.raw)
 
+    def parameters(self) -> list[dict[str, Any]]:
+        """The operation's documented parameters (the path item's and its own), resolved."""
+        op = operation(self.operation_id)[2]
+        return [resolve(p) for p in document()["paths"][self.path].get("parameters", []) + op.get("parameters", [])]
+
+    def parameter_problems(self, where: str) -> dict[str, list[str]]:
+        """Per documented parameter in ``where`` (path, query): why its value is invalid, if it is.
+        A query parameter is text: its schema applies to the text as sent."""
+        found: dict[str, list[str]] = {}
+        values = self.route_params if where == "path" else self.params
+        for param in self.parameters():
+            if param["in"] != where:
+                continue
+            name = param["name"]
+            if name not in values:
+                if param.get("required") or where == "path":
+                    found[name] = ["missing"]
+                continue
+            errors = [e.message for e in _param_validator(name, self.operation_id).iter_errors(values[name])]
+            if errors:
+                found[name] = errors
+        return found
+
+    def invalid_fields(self) -> set[str]:
+        """The inputs the document calls invalid: parameter names, and ``body``."""
+        fields = set(self.parameter_problems("path")) | set(self.parameter_problems("query"))
+        return fields | ({"body"} if self.body_problems() else set())
+
+    def body_problems(self) -> list[str]:
+        if not self.has_body:
+            return []
+        body = self.body()
+        if body is NOT_JSON:
+            return ["body: not application/json (UTF-8, at most 64 KiB, strict JSON)"]
+        media = operation(self.operation_id)[2]["requestBody"]["content"]["application/json"]
+        name = media["schema"]["$ref"].rsplit("/", 1)[1]
+        return [f"body: {e}" for e in schema_errors(name, body)]
+
     def problems(self) -> list[str]:
         """Why the document says this request is invalid; empty when it is valid."""
         found = []
-        op = operation(self.operation_id)[2]
-        for param in op.get("parameters", []) + document()["paths"][self.path].get("parameters", []):
-            param = resolve(param)
-            if param["in"] == "path":
-                value = self.route_params.get(param["name"], "")
-                name = param["schema"]["$ref"].rsplit("/", 1)[1]
-                found += [f"path {param['name']}: {e}" for e in schema_errors(name, value)]
-        if self.has_body:
-            body = self.body()
-            if body is NOT_JSON:
-                found.append("body: not application/json (UTF-8, at most 64 KiB, strict JSON)")
-            else:
-                media = op["requestBody"]["content"]["application/json"]
-                name = media["schema"]["$ref"].rsplit("/", 1)[1]
-                found += [f"body: {e}" for e in schema_errors(name, body)]
-        return found
+        for where in ("path", "query"):
+            for name, errors in self.parameter_problems(where).items():
+                found += [f"{where} {name}: {e}" for e in errors]
+        return found + self.body_problems()
 
     @property
     def url(self) -> str:

@@ -247,7 +247,7 @@ def test_confirm_with_nothing_awaiting_confirmation_exits_1_and_says_why(svc, em
 def test_cleanup_is_a_dry_run_by_default_and_apply_removes_old_orphans_of_ours(svc, emulators, cli):
     tenant = provision(svc, emulators, "tidy", "v3-connector")
     world = emulators.world
-    orphan, _ = world.graph.add_password_direct(tenant.object_id, "nylas-entra-rotator lost-run")
+    orphan, _ = world.graph.add_password_direct(tenant.object_id, "nylas-entra-rotator 10575bad0001")
     world.clock.advance(seconds=2 * 3600)
     world.reset_calls()
 

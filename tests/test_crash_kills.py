@@ -21,12 +21,12 @@ import pytest
 
 from devenv.scenario import (
     Tenant,
-    add_foreign_credential,
     check_anytime,
     check_settled,
     mark_baseline,
     provision,
     register_nylas,
+    sign_in_user,
     tenant_body,
 )
 
@@ -83,8 +83,10 @@ def run_killed(emulators, env_file: Path, route: tuple[str, int], *args: str) ->
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # 50 pairs of CLI processes; well past the default on a loaded 2-core machine
 def test_cli_rotation_killed_at_random_outside_calls_settles_on_the_next_run(svc, emulators, env_file):
-    tenant = provision(svc, emulators, "crash", "v3-connector")
-    add_foreign_credential(emulators, tenant, "made by hand")
+    # Today's default target: its own connector credential, an app that signs in personal accounts
+    # (two secrets at most: no foreign one), and a signed-in user who must keep refreshing.
+    tenant = provision(svc, emulators, "crash", "v3-credential")
+    sign_in_user(emulators, tenant, "ada@outlook.com")
     emulators.world.reset_calls()
     code, _, err = finish(cli(env_file, "rotate", tenant.name))
     assert code == 0, err[-2000:]
@@ -107,7 +109,7 @@ def test_cli_rotation_killed_at_random_outside_calls_settles_on_the_next_run(svc
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # 50 pairs of CLI processes; well past the default on a loaded 2-core machine
 def test_cli_provisioning_killed_at_random_outside_calls_converges_on_the_next_run(svc, emulators, env_file, tmp_path):
-    targets = ("v3-connector", "v2-integration")
+    targets = ("v3-credential", "v2-integration")
     routes = {}
     for target in targets:  # the calls a fresh CLI process makes to provision one tenant of each target
         probe = tenant_body(f"probe-{target}", target)

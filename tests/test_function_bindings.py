@@ -45,6 +45,7 @@ HTTP_ROUTES = {
     "provision_tenant": ("tenants", ["POST"]),
     "list_tenants": ("tenants", ["GET"]),
     "get_tenant": ("tenants/{tenant}", ["GET"]),
+    "retire_tenant": ("tenants/{tenant}", ["DELETE"]),
     "rotate_tenant": ("tenants/{tenant}/rotate", ["POST"]),
     "confirm_rotation": ("tenants/{tenant}/rotation/confirm", ["POST"]),
 }

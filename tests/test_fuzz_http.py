@@ -15,8 +15,14 @@ to its handler in blueprints/http_api.py as a real ``func.HttpRequest`` (``route
   emulated world holds.
 
 Valid provisioning requests provision for real (Nylas apps registered first) and must answer 201,
-then 200 with no write when sent again. The count of requests is printed at the end of the module;
-``BUDGET`` adds up to at least 1,000 and each test checks it ran its share.
+then 200 with no write when sent again. ``DELETE /api/tenants/{tenant}`` gets bad tenants, a missing
+or wrong ``confirm`` and bad ``deleteApp`` values, all refused with no outside call, and valid
+retirements of real tenants. The count of requests is printed at the end of the module; ``BUDGET``
+adds up to at least 1,000 and each test checks it ran its share.
+
+Rules the document states in words rather than in a schema are the oracle's too, spelled out where
+they are used: ``rotateBeforeDays`` shorter than ``secretLifetimeDays``, ``replaces`` not the tenant,
+``scopes`` naming each scope once in any spelling, and ``confirm`` repeating the tenant.
 """
 
 from __future__ import annotations
@@ -33,14 +39,17 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
+import provisioning.request as rq
 from blueprints.http_api import (
     confirm_rotation,
     get_tenant_http,
     list_tenants_http,
     provision_tenant,
+    retire_tenant,
     rotate_tenant,
 )
-from core.record import SLUG, secret_name
+from core.record import SLUG, NylasTarget, secret_name
+from provisioning.graph_scopes import GRAPH_SCOPE_PREFIX
 from tests.fuzz_support import (
     DOC_PATH,
     MAX_BODY_BYTES,
@@ -58,7 +67,7 @@ from tests.fuzz_support import (
     strings_in,
     writes,
 )
-from tests.support import provision, tenant_body
+from tests.support import provision, register_nylas, tenant_body
 
 HANDLERS: dict[str, Handler] = {
     "provision_tenant": provision_tenant,
@@ -66,8 +75,10 @@ HANDLERS: dict[str, Handler] = {
     "get_tenant": get_tenant_http,
     "rotate_tenant": rotate_tenant,
     "confirm_rotation": confirm_rotation,
+    "retire_tenant": retire_tenant,
 }
 TENANT_OPS = ("get_tenant", "rotate_tenant", "confirm_rotation")
+RETIRE = "retire_tenant"
 
 # Examples per test. Valid provisioning is the slow share (a real provision, ~0.1 s); the rest is
 # mostly invalid input, refused before any outside call.
@@ -77,6 +88,7 @@ BUDGET = {
     "provision_raw": 300,
     "tenant_operations": 350,
     "list_tenants": 60,
+    "retire": 300,
 }
 RAN: Counter[str] = Counter()
 STATUSES: dict[str, Counter[int]] = {}  # per test: how often each status came back
@@ -133,7 +145,13 @@ ROOT = DOC_PATH.parent.parent
 # Text an answer may quote whatever was sent: the document, and the messages the code writes.
 OUR_TEXT = "\n".join(
     (ROOT / f).read_text(encoding="utf-8")
-    for f in ("docs/openapi.yaml", "provisioning/request.py", "blueprints/http_api.py", "blueprints/http_errors.py")
+    for f in (
+        "docs/openapi.yaml",
+        "provisioning/request.py",
+        "provisioning/retire.py",
+        "blueprints/http_api.py",
+        "blueprints/http_errors.py",
+    )
 )
 
 
@@ -158,12 +176,21 @@ def keys_in(value: Any) -> Iterator[str]:
 
 
 def sent_values(call: Call) -> set[str]:
-    """The text values a caller sent (path parameters and body values, not field names), long
-    enough to recognise: a refusal quotes none of them."""
+    """The text values a caller sent (path and query parameters and body values, not field names),
+    long enough to recognise: a refusal quotes none of them. A path value the document accepts names
+    the resource (a refusal may say "repeat the tenant's name as confirm=acme"): not counted, nor is
+    anything it contains."""
     body = sent_json(call)
     keys = list(keys_in(body))
-    values = {v for v in strings_in(body) if v not in keys} | set(call.route_params.values())
-    return {v for v in values if len(v) >= 8 and v not in OUR_TEXT and not any(v in k for k in keys)}
+    named = {v for k, v in call.route_params.items() if k not in call.parameter_problems("path")}
+    values = (
+        {v for v in strings_in(body) if v not in keys} | set(call.route_params.values()) | set(call.params.values())
+    )
+    return {
+        v
+        for v in values
+        if len(v) >= 8 and v not in OUR_TEXT and not any(v in k for k in keys) and not any(v in n for n in named)
+    }
 
 
 def sent_credential(call: Call) -> str:
@@ -174,6 +201,18 @@ def sent_credential(call: Call) -> str:
     if not isinstance(credential, str) or len(credential) < 8 or credential in OUR_TEXT:
         return ""
     return credential
+
+
+def published_values(call: Call) -> set[str]:
+    """What the caller sent that an answer may repeat: the body's text except the Nylas credential,
+    and the path."""
+    body = sent_json(call)
+    nylas = body.get("nylas") if isinstance(body, dict) else None
+    credential = nylas.get("credential") if isinstance(nylas, dict) else None
+    values = list(strings_in(body))
+    if isinstance(credential, str) and credential in values:
+        values.remove(credential)  # once: the same text sent elsewhere too stays public
+    return set(values) | set(call.route_params.values())
 
 
 class Harness:
@@ -217,6 +256,9 @@ class Harness:
             assert not quoted, f"the refusal quotes values sent {quoted}: {where}"
 
         secrets = self.emulators.world.secret_values() | ({sent_credential(call)} - {""})
+        # A secret the caller also sent as something public (an appId equal to the API key) may come back.
+        public = published_values(call)
+        secrets = {s for s in secrets if not any(s in p for p in public)}
         answered = [text, *strings_in(body)]
         leaked = [s[:3] + "…" for s in secrets if any(s in t for t in answered)]
         assert not leaked, f"the answer quotes secrets {leaked}: {where}"
@@ -244,16 +286,35 @@ class Harness:
 
 def prepare(svc: Any, emulators: Any, body: dict[str, Any]) -> None:
     """The Nylas app the body names exists with the credential it gives (inline, or in the Key Vault
-    secret it names), so a valid request can provision for real."""
+    secret it names), and for ``v3-credential`` with the Microsoft connector its credential goes
+    under, so a valid request can provision for real."""
     nylas = body["nylas"]
     credential = nylas.get("credential", "")
     if nylas.get("credentialSecret"):
         credential = f"nylas-credential-in-key-vault-{len(nylas['credentialSecret']):04d}"
         svc.deps.vault.set(nylas["credentialSecret"], credential, tags={}, expires_on=None, content_type="text/plain")
-    if nylas["target"] == "v3-connector":
-        emulators.world.nylas.add_v3_app(nylas["appId"], credential, nylas["region"])
-    elif nylas["target"] == "v2-integration":
-        emulators.world.nylas.add_v2_app(nylas["appId"], credential, nylas["region"])
+    register_nylas(emulators, {"nylas": {**nylas, "credential": credential}})
+
+
+def target_of(body: dict[str, Any]) -> NylasTarget:
+    """The body's Nylas target, or the document's default."""
+    return NylasTarget(body["nylas"].get("target", document_default("NylasSpec", "target")))
+
+
+def document_default(schema_name: str, prop: str) -> Any:
+    return document()["components"]["schemas"][schema_name]["properties"][prop]["default"]
+
+
+def scope_repeated(scopes: list[str]) -> int | None:
+    """The index of the first scope that names an earlier one again, in any spelling (any letter case,
+    the Graph prefix or not: the `scopes` description), or None."""
+    seen: list[str] = []
+    for i, name in enumerate(scopes):
+        short = name.lower().removeprefix(GRAPH_SCOPE_PREFIX)
+        if short in seen:
+            return i
+        seen.append(short)
+    return None
 
 
 def owned_app(emulators: Any) -> str:
@@ -274,8 +335,9 @@ def test_valid_provisioning_requests_provision_then_answer_200_without_writing(a
     @given(
         call=strategy(api, "provision_tenant", GenerationMode.POSITIVE),
         adopt=st.sampled_from(["as-generated", "none", "owned", "owned-upper"]),
+        predecessor=st.sampled_from(["as-generated", "none", "provisioned", "provisioned"]),
     )
-    def run(call: Call, adopt: str) -> None:
+    def run(call: Call, adopt: str, predecessor: str) -> None:
         emulators.world.reset()
         body = call.body()
         if body is NOT_JSON or call.problems():
@@ -288,27 +350,52 @@ def test_valid_provisioning_requests_provision_then_answer_200_without_writing(a
         elif adopt.startswith("owned"):
             app_id = owned_app(emulators)
             body["existingAppId"] = app_id.upper() if adopt == "owned-upper" else app_id
+        replaces = body.get("replaces", "")
+        if predecessor == "none":
+            body.pop("replaces", None)
+            replaces = ""
+        elif predecessor == "provisioned" and replaces and replaces != body["tenant"]:
+            provision(emulators, replaces, "v2-integration")  # the v2 tenant it replaces
         call.raw = json.dumps(body).encode()
         prepare(svc, emulators, body)
+        event(f"provision_valid target {target_of(body)}")
 
         status, answer, _ = harness.send(call)
 
         own_secret = secret_name(svc.settings.secret_prefix, body["tenant"])
-        if body.get("rotateBeforeDays", 0) >= body.get("secretLifetimeDays", 730):
-            expected = (400, "rotateBeforeDays")  # the one rule only the parser states
-        elif adopt == "as-generated" and "existingAppId" in body:
-            expected = (400, "existingAppId")  # a made-up app id: no such app is visible
+        repeated = scope_repeated(body.get("scopes", []))
+        # The rules the descriptions state, in the parser's order; then what the world says.
+        if repeated is not None:
+            expected = (400, f"scopes[{repeated}]")
+        elif replaces and replaces == body["tenant"]:
+            expected = (400, "replaces")
+        elif body.get("rotateBeforeDays", 0) >= body.get("secretLifetimeDays", 730):
+            expected = (400, "rotateBeforeDays")
         elif body["nylas"].get("credentialSecret", "").lower() == own_secret:
             expected = (400, "tenant")  # the credential secret stored above took the tenant's own name
+        elif adopt == "as-generated" and "existingAppId" in body:
+            expected = (400, "existingAppId")  # a made-up app id: no such app is visible
+        elif replaces and predecessor == "as-generated":
+            expected = (400, "replaces")  # a made-up tenant: nothing to replace
         else:
             expected = (201, "")
         outcomes[f"{status}"] += 1
+        outcomes[f"{status} {expected[1] or 'created'} {target_of(body)}{' replacing' if replaces else ''}"] += 1
         assert (status, answer["error"]["field"] if status >= 400 else "") == expected, call.describe()
         if status != 201:
             return
+        target = target_of(body)
+        generation = target.generation
         assert answer["tenant"] == body["tenant"]
-        assert answer["nylas"] == {k: body["nylas"][k] for k in ("target", "region", "appId")}
-        manual = body["nylas"]["target"] == "manual"
+        nylas = {k: body["nylas"][k] for k in ("region", "appId")} | {"target": target.value}
+        assert {k: answer["nylas"][k] for k in ("target", "region", "appId")} == nylas
+        assert ("credentialId" in answer["nylas"]) == ("hostedAuthUrl" in answer) == (target.value == "v3-credential")
+        assert answer["audience"] == body.get("audience", rq.DEFAULT_AUDIENCES[generation])
+        auth = body["auth"]
+        hosted = rq.HOSTED_REDIRECTS[generation].get(auth.get("region", ""))
+        assert answer["redirectUri"] == (hosted if auth["mode"] == "hosted" else auth["redirectUri"])
+        assert answer.get("replaces", "") == replaces
+        manual = target.value == "manual"
         assert answer["rotationState"] == ("awaiting-confirmation" if manual else "current")
 
         again, repeated, calls = harness.send(call)
@@ -347,7 +434,7 @@ def misplaced_credentials(draw: st.DrawFn, positive: st.SearchStrategy[Call]) ->
         suffix = {"space": " x", "too-long": "k" * 1024, "control": "\x00", "non-ascii": "é"}[how]
         nylas["credential"] = secret + suffix
         nylas.pop("credentialSecret", None)
-        if nylas["target"] == "manual":
+        if nylas.get("target") == "manual":
             nylas["target"] = "v3-connector"
     elif how == "manual":
         nylas.update(target="manual", credential=secret)
@@ -573,6 +660,155 @@ def test_tenant_operations_answer_as_documented_for_any_path(api, svc, emulators
     assert {200, 202, 400, 404, 409} <= set(harness.statuses), harness.statuses
 
 
+# --- DELETE /api/tenants/{tenant}?confirm=…&deleteApp=… ---------------------------------------------
+
+ABSENT = object()
+DELETE_APP_VALUES: list[Any] = [
+    ABSENT,
+    "true",
+    "false",
+    "True",
+    "FALSE",
+    "tRuE",
+    "",
+    "1",
+    "0",
+    "yes",
+    "no",
+    " true",
+    "true ",
+    "true\n",
+    "ｔｒｕｅ",  # fullwidth
+    "trüe",
+    "truefalse",
+    "null",
+]
+CONFIRMS = ["same", "absent", "empty", "upper", "padded", "newline", "prefix", "other-known", "fullwidth"]
+LIVE = ("acme", "initech")  # provisioned for the retirement test; "nobody" never is
+
+
+def confirm_for(tenant: str, how: str) -> Any:
+    return {
+        "same": tenant,
+        "absent": ABSENT,
+        "empty": "",
+        "upper": tenant.upper(),
+        "padded": f" {tenant}",
+        "newline": f"{tenant}\n",
+        "prefix": tenant[:-1],
+        "other-known": "initech" if tenant == "acme" else "acme",
+        "fullwidth": "".join(chr(ord(c) + 0xFEE0) if "a" <= c <= "z" else c for c in tenant),
+    }[how]
+
+
+def retire_call(tenant: str, confirm: Any, delete_app: Any, origin: str, **extra: Any) -> Call:
+    path, method, _ = operation(RETIRE)
+    params = {}
+    if confirm is not ABSENT:
+        params["confirm"] = confirm
+    if delete_app is not ABSENT:
+        params["deleteApp"] = delete_app
+    return Call(RETIRE, method, path, {"tenant": tenant}, params=params, origin=origin, **extra)
+
+
+@st.composite
+def hand_retire_calls(draw: st.DrawFn) -> Call:
+    """A tenant path that is mostly broken or unknown, a confirm that is mostly not the tenant, a
+    deleteApp that is often not a boolean, and any body (DELETE reads none)."""
+    tenant = draw(mostly_invalid_tenants if draw(st.integers(0, 9)) < 5 else valid_tenants)
+    how = draw(st.sampled_from(CONFIRMS))
+    confirm = draw(st.text(max_size=12)) if how == "other-known" and draw(st.booleans()) else confirm_for(tenant, how)
+    delete_app = draw(st.sampled_from(DELETE_APP_VALUES) | st.text(max_size=6))
+    raw, content_type = draw(junk_bodies), draw(st.sampled_from(CONTENT_TYPES) | st.none())
+    return retire_call(tenant, confirm, delete_app, f"hand-confirm-{how}", raw=raw, content_type=content_type)
+
+
+@st.composite
+def aligned(draw: st.DrawFn, generated: st.SearchStrategy[Call]) -> Call:
+    """A schemathesis request whose confirm is, more often than chance, the path's tenant."""
+    call = draw(generated)
+    if draw(st.booleans()) and isinstance(call.route_params.get("tenant"), str):
+        call.params["confirm"] = call.route_params["tenant"]
+        call.origin += "-aligned"
+    return call
+
+
+def confirmation_refused(call: Call) -> bool:
+    """The rule the `confirm` parameter's description states: it repeats the path's tenant."""
+    return call.params.get("confirm") != call.route_params.get("tenant")
+
+
+def test_retire_refuses_bad_paths_and_queries_without_an_outside_call_and_retires_real_tenants(
+    api, svc, emulators, caplog
+):
+    apps: dict[str, str] = {}  # tenant -> its app's object id
+
+    def live_tenants() -> None:
+        emulators.world.reset()
+        apps["acme"] = provision(emulators, "acme", "v3-credential")["appObjectId"]
+        apps["initech"] = provision(emulators, "initech", "manual")["appObjectId"]
+        emulators.world.reset_calls()
+
+    live_tenants()
+    harness = Harness(emulators, caplog, "retire")
+    outcomes: Counter[str] = Counter()
+    generated = st.one_of(*(aligned(strategy(api, RETIRE, mode)) for mode in GenerationMode))
+    known = st.builds(
+        lambda tenant, how, delete_app: retire_call(tenant, confirm_for(tenant, how), delete_app, f"known-{how}"),
+        st.sampled_from([*LIVE, "nobody"]),
+        st.sampled_from(["same", "same", *CONFIRMS]),
+        st.sampled_from([ABSENT, "true", "false", "TRUE", "maybe"]),
+    )
+
+    @fuzz_settings("retire")
+    @given(pick=st.integers(0, 9), generated_call=generated, hand=hand_retire_calls(), known_call=known)
+    def run(pick: int, generated_call: Call, hand: Call, known_call: Call) -> None:
+        call = hand if pick < 5 else generated_call if pick < 8 else known_call
+        invalid = call.invalid_fields()
+        refused = confirmation_refused(call)
+        tenant = call.route_params.get("tenant")
+        status, body, calls = harness.send(call)
+        if invalid or refused:
+            outcomes[f"refused-{body['error']['field']}"] += 1
+            expected = invalid | ({"confirm"} if refused else set())
+            assert status == 400, call.describe()
+            assert body["error"]["field"] in expected, f"{body['error']} not one of {expected}: {call.describe()}"
+            assert not outside(calls), f"a refused retirement called outside {outside(calls)}: {call.describe()}"
+            return
+        if tenant not in LIVE:
+            outcomes["not-found"] += 1
+            assert (status, body["error"]["code"], body["error"]["field"]) == (404, "tenant_not_found", "tenant")
+            assert not writes(calls), call.describe()
+            return
+        # A real retirement: everything of ours goes, then a second one does nothing.
+        outcomes["retired"] += 1
+        delete_app = call.params.get("deleteApp", "false").lower() == "true"
+        assert status == 200, call.describe()
+        assert (body["tenant"], body["retired"], body["alreadyRetired"]) == (tenant, True, False)
+        assert body["appDeleted"] == delete_app
+        assert body["revokedKeyIds"], call.describe()
+        app = emulators.world.graph.apps.get(apps[tenant])
+        assert (app is None) == delete_app
+        if app is not None:
+            left = {c.key_id for c in app.password_credentials} & set(body["revokedKeyIds"])
+            assert not left, f"revoked yet still on the app: {left}"
+        assert body["nylasCredentialDeleted"] == (tenant == "acme")  # acme is v3-credential
+        assert secret_name(svc.settings.secret_prefix, tenant) in body["keyVaultSecretsDeleted"]
+        gone = Call("get_tenant", "GET", operation("get_tenant")[0], {"tenant": tenant}, origin="after-retire")
+        status, _, _ = Harness(emulators, caplog, "retire").send(gone)
+        assert status == 404
+        status, again, calls = harness.send(call)
+        assert (status, again["alreadyRetired"]) == (200, True), call.describe()
+        assert not writes(calls), f"retiring again wrote {writes(calls)}"
+        live_tenants()
+
+    run()
+    assert RAN["retire"] >= BUDGET["retire"]
+    refusals = {"refused-tenant", "refused-confirm", "refused-deleteApp"}
+    assert refusals | {"not-found", "retired"} <= set(outcomes), outcomes
+    assert {200, 400, 404} <= set(harness.statuses), harness.statuses
+
+
 # --- GET /api/tenants ------------------------------------------------------------------------------
 
 
@@ -598,7 +834,20 @@ def test_list_answers_the_documented_list_whatever_the_query(api, svc, emulators
 
 def test_every_documented_operation_has_a_handler_and_a_generator():
     assert {op["operationId"] for _, _, op in operations()} == set(HANDLERS)
-    assert set(TENANT_OPS) | {"provision_tenant", "list_tenants"} == set(HANDLERS)
+    assert set(TENANT_OPS) | {"provision_tenant", "list_tenants", RETIRE} == set(HANDLERS)
+
+
+def test_the_oracle_reads_query_parameters_as_text_and_knows_which_are_required():
+    def fields(**params: str) -> set[str]:
+        return retire_call(
+            "acme", params.pop("confirm", ABSENT), params.pop("deleteApp", ABSENT), "oracle"
+        ).invalid_fields()
+
+    assert fields(confirm="acme") == set()
+    assert fields(confirm="acme", deleteApp="TRUE") == set()
+    assert fields() == {"confirm"}
+    assert fields(confirm="Acme", deleteApp="yes") == {"confirm", "deleteApp"}
+    assert fields(confirm="acme", deleteApp="true\n") == {"deleteApp"}
 
 
 def test_the_budget_is_at_least_1000_requests():
@@ -617,16 +866,36 @@ def test_the_oracle_reads_patterns_as_ecma_262():
 
 
 # Found by this file: SLUG.match let "acme\n" through (Python's `$` matches before a final newline).
-@pytest.mark.parametrize("operation_id", TENANT_OPS)
+@pytest.mark.parametrize("operation_id", [*TENANT_OPS, RETIRE])
 @pytest.mark.parametrize("tenant", ["acme\n", "nobody\n"])
 def test_path_tenant_with_a_trailing_newline_is_refused_without_an_outside_call(svc, emulators, operation_id, tenant):
     provision(emulators, "acme", "v3-connector")
     path, method, _ = operation(operation_id)
-    call = Call(operation_id, method, path, {"tenant": tenant}, origin="known-bug")
+    params = {"confirm": tenant} if operation_id == RETIRE else {}
+    call = Call(operation_id, method, path, {"tenant": tenant}, params=params, origin="known-bug")
     emulators.world.reset_calls()
 
     response = HANDLERS[operation_id](call.request())
 
     body = json.loads(response.get_body())
     assert (response.status_code, body["error"]["code"], body["error"]["field"]) == (400, "invalid_request", "tenant")
+    assert not outside(dict(emulators.world.calls))
+
+
+# Found by this file: a display name of Unicode blanks only (U+0085, U+00A0, U+3000: not blank to the
+# pattern's ASCII class, blank to str.strip) passed validation, was stripped to "", and Graph refused
+# the empty name after the Nylas credential was stored (a 502 with writes done).
+@pytest.mark.parametrize("blank", ["\u0085", "\u00a0", "\u3000", "\u00a0\u2003"])
+@pytest.mark.parametrize("target", ["v3-credential", "v2-integration"])
+def test_display_name_of_unicode_blanks_only_is_refused_before_any_outside_call(svc, emulators, blank, target):
+    body = tenant_body("acme", target, displayName=blank)
+    register_nylas(emulators, body)
+    call = Call("provision_tenant", "POST", "/api/tenants", raw=json.dumps(body).encode(), origin="known-bug")
+    call.content_type = "application/json"
+    emulators.world.reset_calls()
+
+    response = provision_tenant(call.request())
+
+    answer = json.loads(response.get_body())
+    assert (response.status_code, answer["error"]["field"]) == (400, "displayName"), answer
     assert not outside(dict(emulators.world.calls))

@@ -105,10 +105,10 @@ def test_plan_skips_foreign_secrets_disabled_ones_and_copies_of_a_tenants_tags()
 def test_a_dry_run_cleanup_reports_old_orphans_and_changes_nothing(svc, emulators):
     tenant = provision(svc, emulators, "tidy", "v3-connector")
     world = emulators.world
-    old_orphan, _ = world.graph.add_password_direct(tenant.object_id, "nylas-entra-rotator lost-run")
+    old_orphan, _ = world.graph.add_password_direct(tenant.object_id, "nylas-entra-rotator 10575bad0001")
     add_foreign_credential(emulators, tenant, "ops break-glass")
     world.clock.advance(seconds=2 * 3600)
-    young_orphan, _ = world.graph.add_password_direct(tenant.object_id, "nylas-entra-rotator running-now")
+    young_orphan, _ = world.graph.add_password_direct(tenant.object_id, "nylas-entra-rotator 10575bad0002")
     world.reset_calls()
 
     report = cleanup(svc).run(world.clock.now(), apply=False)
@@ -125,10 +125,10 @@ def test_cleanup_apply_removes_old_orphans_of_ours_only_and_keeps_the_recorded_a
     tenant = provision(svc, emulators, "tidy", "v2-integration")
     _, rec = record(svc, tenant)
     world = emulators.world
-    old_orphan, _ = world.graph.add_password_direct(tenant.object_id, "nylas-entra-rotator lost-run")
+    old_orphan, _ = world.graph.add_password_direct(tenant.object_id, "nylas-entra-rotator 10575bad0001")
     foreign = add_foreign_credential(emulators, tenant, "legacy integration")
     world.clock.advance(seconds=2 * 3600)
-    young_orphan, _ = world.graph.add_password_direct(tenant.object_id, "nylas-entra-rotator running-now")
+    young_orphan, _ = world.graph.add_password_direct(tenant.object_id, "nylas-entra-rotator 10575bad0002")
 
     report = cleanup(svc).run(world.clock.now(), apply=True)
 
@@ -142,7 +142,7 @@ def test_cleanup_apply_removes_old_orphans_of_ours_only_and_keeps_the_recorded_a
 def test_cleanup_finds_tagged_apps_without_a_record_and_touches_them_only_when_asked(svc, emulators):
     world = emulators.world
     ghost = world.graph.create_app(world.identity.client_id, {"displayName": "Ghost", "tags": [MARKER, "tenant:ghost"]})
-    orphan, _ = world.graph.add_password_direct(ghost.object_id, "nylas-entra-rotator half-provisioned")
+    orphan, _ = world.graph.add_password_direct(ghost.object_id, "nylas-entra-rotator 10575bad0003")
     world.clock.advance(seconds=2 * 3600)
 
     report = cleanup(svc).run(world.clock.now(), apply=True)
@@ -158,7 +158,7 @@ def test_cleanup_finds_tagged_apps_without_a_record_and_touches_them_only_when_a
 def test_cleanup_apply_skips_a_tenant_whose_lease_is_held(svc, emulators):
     tenant = provision(svc, emulators, "held", "v3-connector")
     world = emulators.world
-    world.graph.add_password_direct(tenant.object_id, "nylas-entra-rotator lost-run")
+    world.graph.add_password_direct(tenant.object_id, "nylas-entra-rotator 10575bad0001")
     world.clock.advance(seconds=2 * 3600)
 
     with svc.deps.leases.hold(tenant.name):

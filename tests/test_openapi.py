@@ -1,5 +1,12 @@
 """docs/openapi.yaml is valid OpenAPI 3.1, its examples fit its schemas, and it says what the code does:
-the routes of blueprints.http_api, the limits of provisioning.request, the answers the handlers give."""
+the routes of blueprints.http_api, the limits of provisioning.request, the answers the handlers give.
+
+The request schema states every rule of ``parse_request`` that JSON Schema can state, the rules that
+depend on the Nylas target's generation and on the audience included (``if``/``then``). The few it
+cannot state (two fields compared, names equal in another spelling) are said in the fields'
+descriptions and listed in ``PARSER_ONLY``: each is checked to be described, and to be the only
+difference between the document and the parser.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import azure.functions as func
 import pytest
 import yaml
 from hypothesis import event, given, settings
@@ -26,12 +34,21 @@ from blueprints.http_api import (
     get_tenant_http,
     list_tenants_http,
     provision_tenant,
+    retire_tenant,
     rotate_tenant,
 )
 from core.errors import BadRequest, ServiceError
-from core.record import SLUG, NylasTarget, RotationState
+from core.record import SLUG, Audience, NylasTarget, RotationState, TenantRecord, secret_name
+from provisioning.graph_scopes import (
+    ALWAYS,
+    DEFAULT_SCOPES,
+    GRAPH_DELEGATED_SCOPES,
+    GRAPH_SCOPE_PREFIX,
+    MAX_PERMISSIONS_PER_API,
+)
 from provisioning.manifest import ManifestError
 from provisioning.provision import TenantView
+from provisioning.retire import RetireResult
 from rotation.engine import Result
 from tests.support import http_request, register_nylas, response_json, tenant_body
 
@@ -80,6 +97,10 @@ def operations() -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
+def operation(operation_id: str) -> dict[str, Any]:
+    return next(op for _, _, op in operations() if op["operationId"] == operation_id)
+
+
 def schema_accepts(name: str, instance: Any) -> bool:
     return bool(validator(name).is_valid(instance))
 
@@ -123,7 +144,15 @@ def media_examples() -> list[tuple[str, str, Any]]:
 
 def test_document_has_examples_for_requests_answers_and_errors():
     names = {name for _, name, _ in media_examples()}
-    assert {"ProvisionRequest", "TenantView", "TenantList", "RotationQueued", "RotationConfirmed", "Error"} <= names
+    assert {
+        "ProvisionRequest",
+        "TenantView",
+        "TenantList",
+        "RetireResult",
+        "RotationQueued",
+        "RotationConfirmed",
+        "Error",
+    } <= names
 
 
 @pytest.mark.parametrize(("name", "value"), [pytest.param(n, v, id=w) for w, n, v in media_examples()])
@@ -168,14 +197,20 @@ def test_request_schema_names_every_field_the_validator_knows():
     top = schema("ProvisionRequest")
     assert set(top["required"]) == rq.TOP_REQUIRED
     assert set(top["properties"]) == rq.TOP_REQUIRED | rq.TOP_OPTIONAL
-    hosted, native = schema("HostedAuth"), schema("NativeAuth")
+    hosted, custom = schema("HostedAuth"), schema("CustomAuth")
     assert set(hosted["properties"]) == set(hosted["required"]) == rq.HOSTED_AUTH_FIELDS
-    assert set(native["properties"]) == set(native["required"]) == rq.NATIVE_AUTH_FIELDS
-    assert {hosted["properties"]["mode"]["const"], native["properties"]["mode"]["const"]} == set(rq.AUTH_MODES)
+    assert set(custom["properties"]) == set(custom["required"]) == rq.NATIVE_AUTH_FIELDS
+    modes = [hosted["properties"]["mode"]["const"], *custom["properties"]["mode"]["enum"]]
+    assert sorted(modes) == sorted(rq.AUTH_MODES)
+    mapping = top["properties"]["auth"]["discriminator"]["mapping"]
+    assert set(mapping) == set(rq.AUTH_MODES)
+    assert {mode: ref.rsplit("/", 1)[1] for mode, ref in mapping.items()} == {
+        mode: "HostedAuth" if mode == "hosted" else "CustomAuth" for mode in rq.AUTH_MODES
+    }
     nylas = schema("NylasSpec")
     assert set(nylas["required"]) == rq.NYLAS_REQUIRED
     assert set(nylas["properties"]) == rq.NYLAS_REQUIRED | rq.NYLAS_OPTIONAL
-    for obj in (top, hosted, native, nylas):
+    for obj in (top, hosted, custom, nylas):
         assert obj["additionalProperties"] is False
 
 
@@ -190,14 +225,27 @@ def test_request_schema_has_the_validators_enums_patterns_and_limits():
         rq.MAX_DISPLAY_NAME,
     )
     assert top["audience"]["enum"] == list(rq.AUDIENCES)
-    assert top["audience"]["default"] == rq.DEFAULT_AUDIENCE
+    # The default of the default target's generation; the other generation's, in words.
+    assert (
+        top["audience"]["default"]
+        == rq.DEFAULT_AUDIENCE
+        == rq.DEFAULT_AUDIENCES[NylasTarget(rq.DEFAULT_TARGET).generation]
+    )
+    for generation, audience in rq.DEFAULT_AUDIENCES.items():
+        assert f"`{audience}` for a v{generation} target" in " ".join(top["audience"]["description"].split())
     assert (top["secretLifetimeDays"]["minimum"], top["secretLifetimeDays"]["maximum"]) == rq.LIFETIME_RANGE
     assert (top["rotateBeforeDays"]["minimum"], top["rotateBeforeDays"]["maximum"]) == rq.ROTATE_BEFORE_RANGE
     assert top["existingAppId"]["pattern"] == rq.GUID_PATTERN
-    assert schema("Region")["enum"] == list(rq.REGIONS) == list(rq.HOSTED_REDIRECTS)
-    redirect = schema("NativeAuth")["properties"]["redirectUri"]
+    assert schema("Region")["enum"] == list(rq.REGIONS)
+    hosted = " ".join(schema("HostedAuth")["description"].split())
+    for generation, redirects in rq.HOSTED_REDIRECTS.items():
+        assert list(redirects) == list(rq.REGIONS)
+        for region, uri in redirects.items():
+            assert f"`{uri}` ({region})" in hosted.split(f"v{generation} ", 1)[1], (generation, region)
+    redirect = schema("CustomAuth")["properties"]["redirectUri"]
     assert (redirect["pattern"], redirect["maxLength"]) == (rq.REDIRECT_URI_PATTERN, rq.MAX_REDIRECT_URI)
     assert nylas["target"]["enum"] == list(rq.TARGETS) == [t.value for t in NylasTarget]
+    assert nylas["target"]["default"] == rq.DEFAULT_TARGET
     assert (nylas["appId"]["pattern"], nylas["appId"]["maxLength"]) == (rq.APP_ID_PATTERN, rq.MAX_APP_ID)
     assert (nylas["credential"]["pattern"], nylas["credential"]["maxLength"]) == (
         rq.CREDENTIAL_PATTERN,
@@ -205,6 +253,88 @@ def test_request_schema_has_the_validators_enums_patterns_and_limits():
     )
     assert nylas["credential"]["writeOnly"] is True
     assert nylas["credentialSecret"]["pattern"] == rq.CREDENTIAL_SECRET_PATTERN
+    assert top["replaces"]["$ref"] == "#/components/schemas/TenantSlug"
+
+
+def case_blind(text: str) -> str:
+    """A regular expression for text in any ASCII letter case (ECMA-262 and Python alike: no flags)."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else "\\." if c == "." else c for c in text)
+
+
+def test_scopes_are_the_graph_scope_table():
+    scopes = schema("ProvisionRequest")["properties"]["scopes"]
+    scope = schema("GraphScope")
+    assert scopes["items"] == {"$ref": "#/components/schemas/GraphScope"}
+    assert scope["examples"] == list(GRAPH_DELEGATED_SCOPES)
+    names = "|".join(case_blind(name) for name in GRAPH_DELEGATED_SCOPES)
+    assert scope["pattern"] == f"^(?:{case_blind(GRAPH_SCOPE_PREFIX)})?(?:{names})$"
+    assert scope["maxLength"] == rq.MAX_SCOPE_NAME
+    assert (scopes["minItems"], scopes["maxItems"], scopes["uniqueItems"]) == (1, MAX_PERMISSIONS_PER_API, True)
+    assert scopes["default"] == list(DEFAULT_SCOPES)
+    described = " ".join(scopes["description"].split())
+    assert all(f"`{name}`" in described for name in ALWAYS)
+    assert f"at most {MAX_PERMISSIONS_PER_API}" in described
+    for name in GRAPH_DELEGATED_SCOPES:
+        for spelling in (name, name.lower(), name.upper(), GRAPH_SCOPE_PREFIX.upper() + name.swapcase()):
+            assert schema_accepts("GraphScope", spelling), spelling
+            assert parser_accepts(body_with(scopes=[spelling])), spelling
+    for other in ("EAS.AccessAsUser.All", "Mail", "Mail.Read ", "graph.microsoft.com/Mail.Read", GRAPH_SCOPE_PREFIX):
+        assert not schema_accepts("GraphScope", other), other
+        assert not parser_accepts(body_with(scopes=[other])), other
+
+
+def rules() -> list[dict[str, Any]]:
+    return list(schema("ProvisionRequest")["allOf"])
+
+
+def test_the_v2_targets_rule_is_the_parsers():
+    (v2,) = [r for r in rules() if "v2 target" in r["description"]]
+    v2_targets = [t.value for t in NylasTarget if t.generation == 2]
+    assert v2["if"]["properties"]["nylas"]["properties"]["target"]["enum"] == v2_targets
+    then = v2["then"]["properties"]
+    assert then["audience"]["enum"] == [a.value for a in Audience if not a.allows_personal]
+    assert (then["scopes"], then["replaces"]) == (False, False)
+
+
+def test_the_personal_audience_rule_is_the_parsers():
+    (personal,) = [r for r in rules() if "any-org-and-personal" in r["description"]]
+    (given, default) = personal["if"]["anyOf"]
+    (allows_personal,) = [a.value for a in Audience if a.allows_personal]
+    assert given["properties"]["audience"]["const"] == allows_personal
+    v2_targets = [t.value for t in NylasTarget if t.generation == 2]
+    assert default["properties"]["nylas"]["not"]["properties"]["target"]["enum"] == v2_targets
+    assert rq.DEFAULT_AUDIENCES[3] == allows_personal != rq.DEFAULT_AUDIENCES[2]
+    name = personal["then"]["properties"]["displayName"]["pattern"]
+    assert f"{{0,{rq.MAX_DISPLAY_NAME_PERSONAL - 2}}}" in name
+    assert f"at most {rq.MAX_DISPLAY_NAME_PERSONAL}" in " ".join(personal["description"].split())
+    assert f"{rq.MAX_DISPLAY_NAME_PERSONAL} characters" in " ".join(schema("ProvisionRequest")["description"].split())
+
+
+# Every character str.strip() drops and the display name pattern allows anywhere.
+BLANKS = [c for c in map(chr, range(0x110000)) if c.isspace() and c.strip() == "" and ord(c) > 0x1F]
+
+
+@pytest.mark.parametrize("blank", BLANKS, ids=[f"U+{ord(c):04X}" for c in BLANKS])
+def test_the_personal_display_name_limit_counts_what_remains_once_blanks_are_dropped(blank):
+    n = rq.MAX_DISPLAY_NAME_PERSONAL
+    names = [
+        "x" * n,
+        "x" * (n + 1),
+        blank + "x" * n,
+        blank * 3 + "x" * n + blank * 2,
+        blank + "x" * (n + 1),
+        "x" + blank * (n - 2) + "x",
+        "x" + blank * (n - 1) + "x",
+        blank * 2 + "x" + blank * (n - 2) + "x" + blank,
+        blank,
+        blank * 5,
+        blank + "x",
+        "x",
+    ]
+    for name in names:
+        for audience in ("any-org-and-personal", "multi-org"):
+            body = body_with(displayName=name, audience=audience)
+            assert schema_accepts("ProvisionRequest", body) == parser_accepts(body), (audience, repr(name))
 
 
 def test_answer_schemas_name_every_state_result_and_error_code_the_code_has():
@@ -212,12 +342,34 @@ def test_answer_schemas_name_every_state_result_and_error_code_the_code_has():
     assert view["properties"]["rotationState"]["enum"] == [s.value for s in RotationState]
     assert schema("RotationConfirmed")["properties"]["result"]["enum"] == [r.value for r in Result]
     now = datetime.now(UTC)
-    full = TenantView("acme", "o", "c", "k", "https://kv/secrets/x/1", now, "current", "manual", "us", "a")
-    full = replace(full, updated_on=now, redirect_uri="https://r", admin_consent_url="https://a", warnings=("w",))
-    assert set(full.to_json()) == set(view["properties"])
-    assert set(view["required"]) == set(
-        replace(full, updated_on=None, redirect_uri="", admin_consent_url="", warnings=()).to_json()
+    assert view["properties"]["audience"]["enum"] == list(rq.AUDIENCES)
+    assert view["properties"]["nylas"]["properties"]["target"]["enum"] == list(rq.TARGETS)
+    minimal = TenantView("acme", "o", "c", "k", "https://kv/secrets/x/1", now, "current", "v3-credential", "us", "a")
+    full = replace(
+        minimal,
+        updated_on=now,
+        redirect_uri="https://r",
+        admin_consent_url="https://a",
+        warnings=("w",),
+        audience="multi-org",
+        nylas_credential_id="cred-1",
+        hosted_auth_url="https://h",
+        replaces="old",
+        replaced_by="new",
     )
+    assert set(full.to_json()) == set(view["properties"])
+    assert set(view["required"]) == set(minimal.to_json())
+    nylas = view["properties"]["nylas"]
+    full_nylas: dict[str, str] = full.to_json()["nylas"]  # type: ignore[assignment]
+    minimal_nylas: dict[str, str] = minimal.to_json()["nylas"]  # type: ignore[assignment]
+    assert set(full_nylas) == set(nylas["properties"])
+    assert set(minimal_nylas) == set(nylas["required"])
+    assert validator("TenantView").is_valid(full.to_json())
+    retired = schema("RetireResult")
+    answer = RetireResult("acme", False, ("k",), True, True, ("s",), ("n",)).to_json()
+    assert set(answer) == set(retired["properties"]) == set(retired["required"])
+    assert set(RetireResult("acme").to_json()) == set(retired["required"])
+    assert validator("RetireResult").is_valid(answer)
 
     def codes(kind: type[ServiceError]) -> set[str]:
         return {kind.code}.union(*(codes(sub) for sub in kind.__subclasses__()))
@@ -254,17 +406,36 @@ def nylas_with(**fields: Any) -> dict[str, Any]:
 
 ACCEPTED = [
     ("minimal-v3", body_with()),
+    ("default-target", nylas_with(target=ABSENT)),
+    ("v3-credential", nylas_with(target="v3-credential")),
+    ("v3-credential-secret-name", nylas_with(target=ABSENT, credential=ABSENT, credentialSecret="kv-api-key")),
     ("v2-inline", nylas_with(target="v2-integration")),
     ("v2-secret-name", nylas_with(target="v2-integration", credential=ABSENT, credentialSecret="kv-v2-secret")),
     ("manual", nylas_with(target="manual", credential=ABSENT)),
     ("eu", nylas_with(region="eu")),
     ("single-org", body_with(audience="single-org")),
-    ("native", body_with(auth={"mode": "native", "redirectUri": "https://a.example:8443/cb?x=1"})),
+    ("multi-org", body_with(audience="multi-org")),
+    ("personal", body_with(audience="any-org-and-personal")),
+    ("v2-single-org", nylas_with(target="v2-integration") | {"audience": "single-org"}),
+    ("native", body_with(auth={"mode": "native", "redirectUri": "https://a.example:8443/cb"})),
+    ("custom", body_with(auth={"mode": "custom", "redirectUri": "https://a.example:8443/cb"})),
+    (
+        "custom-query-work-accounts",
+        body_with(audience="multi-org", auth={"mode": "custom", "redirectUri": "https://a.b/c?x=1"}),
+    ),
+    (
+        "native-query-v2",
+        nylas_with(target="manual", credential=ABSENT)
+        | {"auth": {"mode": "native", "redirectUri": "https://a.b/c?x=1"}},
+    ),
     ("native-bare-host", body_with(auth={"mode": "native", "redirectUri": "https://localhost"})),
     ("hosted-eu", body_with(auth={"mode": "hosted", "region": "eu"})),
     ("slug-40", body_with(tenant="a" * 40)),
     ("slug-dashes", body_with(tenant="a1-b2-c3")),
-    ("name-120", body_with(displayName="x" * 120)),
+    ("name-90-personal", body_with(displayName="x" * 90)),
+    ("name-90-padded-personal", body_with(displayName="  " + "x" * 90 + "\u3000")),
+    ("name-120-work-accounts", body_with(displayName="x" * 120, audience="single-org")),
+    ("name-120-v2", nylas_with(target="v2-integration") | {"displayName": "x" * 120}),
     ("name-padded", body_with(displayName="  Acme  ")),
     ("name-unicode", body_with(displayName="Ünïcödé ✓ mail")),
     ("lifetime-bounds", body_with(secretLifetimeDays=730, rotateBeforeDays=365)),
@@ -276,6 +447,12 @@ ACCEPTED = [
     ("app-id-128", nylas_with(appId="a" * 128)),
     ("credential-1024", nylas_with(credential="k" * 1024)),
     ("credential-secret-127", nylas_with(credential=ABSENT, credentialSecret="s" * 127)),
+    ("scopes-one", body_with(scopes=["Mail.Read"])),
+    ("scopes-every-name", body_with(scopes=list(GRAPH_DELEGATED_SCOPES))),
+    ("scopes-any-spelling", body_with(scopes=["mail.read", "HTTPS://graph.microsoft.com/Calendars.Read", "OPENID"])),
+    ("scopes-v3-credential", nylas_with(target=ABSENT) | {"scopes": ["User.Read"]}),
+    ("replaces", body_with(replaces="globex-eu")),
+    ("replaces-40", body_with(replaces="r" * 40)),
 ]
 
 REJECTED = [
@@ -294,6 +471,30 @@ REJECTED = [
     ("name-control", body_with(displayName="a\tb")),
     ("name-null", body_with(displayName=None)),
     ("audience-unknown", body_with(audience="anyone")),
+    ("audience-personal-v2", nylas_with(target="v2-integration") | {"audience": "any-org-and-personal"}),
+    ("audience-personal-manual", nylas_with(target="manual", credential=ABSENT) | {"audience": "any-org-and-personal"}),
+    ("name-91-personal", body_with(displayName="x" * 91)),
+    ("name-91-padded-personal", body_with(displayName=" " + "x" * 91 + " ", audience="any-org-and-personal")),
+    ("name-121-work-accounts", body_with(displayName="x" * 121, audience="multi-org")),
+    ("custom-query-personal", body_with(auth={"mode": "custom", "redirectUri": "https://a.b/c?x=1"})),
+    ("native-query-personal", body_with(auth={"mode": "native", "redirectUri": "https://a.b/?"})),
+    ("mode-unknown", body_with(auth={"mode": "popup", "redirectUri": "https://a.b/c"})),
+    ("custom-with-region", body_with(auth={"mode": "custom", "region": "us"})),
+    ("scopes-empty", body_with(scopes=[])),
+    ("scopes-string", body_with(scopes="Mail.Read")),
+    ("scopes-null", body_with(scopes=None)),
+    ("scopes-number", body_with(scopes=[7])),
+    ("scopes-unknown", body_with(scopes=["Mail.Read", "EAS.AccessAsUser.All"])),
+    ("scopes-repeated", body_with(scopes=["Mail.Read", "Mail.Read"])),
+    ("scopes-prefix-only", body_with(scopes=[GRAPH_SCOPE_PREFIX])),
+    ("scopes-other-resource", body_with(scopes=["https://outlook.office.com/Mail.Read"])),
+    ("scopes-v2", nylas_with(target="v2-integration") | {"scopes": ["Mail.Read"]}),
+    ("scopes-manual", nylas_with(target="manual", credential=ABSENT) | {"scopes": ["Mail.Read"]}),
+    ("replaces-not-slug", body_with(replaces="Old Tenant")),
+    ("replaces-41", body_with(replaces="r" * 41)),
+    ("replaces-null", body_with(replaces=None)),
+    ("replaces-v2", nylas_with(target="v2-integration") | {"replaces": "old"}),
+    ("replaces-manual", nylas_with(target="manual", credential=ABSENT) | {"replaces": "old"}),
     ("auth-string", body_with(auth="x")),
     ("auth-no-mode", body_with(auth={"region": "us"})),
     ("hosted-with-redirect", body_with(auth={"mode": "hosted", "region": "us", "redirectUri": "https://a.b/c"})),
@@ -308,6 +509,9 @@ REJECTED = [
     ("manual-with-credential", nylas_with(target="manual")),
     ("manual-with-secret-name", nylas_with(target="manual", credential=ABSENT, credentialSecret="kv")),
     ("v3-without-credential", nylas_with(credential=ABSENT)),
+    ("default-target-without-credential", nylas_with(target=ABSENT, credential=ABSENT)),
+    ("missing-region", nylas_with(region=ABSENT)),
+    ("missing-app-id", nylas_with(appId=ABSENT)),
     ("both-credentials", nylas_with(credentialSecret="kv")),
     ("credential-empty", nylas_with(credential="")),
     ("credential-space", nylas_with(credential="a b")),
@@ -339,35 +543,124 @@ def test_request_the_schema_rejects_is_rejected_by_the_parser(body):
     assert not parser_accepts(body)
 
 
-def test_rotate_before_not_shorter_than_lifetime_is_the_one_rule_only_the_parser_checks():
-    body = body_with(secretLifetimeDays=30, rotateBeforeDays=30)
+def same_scope(name: str) -> str:
+    """A scope name as the document reads it: any letter case, the Graph prefix or not."""
+    lowered = name.lower()
+    return lowered.removeprefix(GRAPH_SCOPE_PREFIX)
+
+
+def parser_only_refusal(body: dict[str, Any]) -> bool:
+    """Whether a body the schema accepts breaks one of the rules only the descriptions state."""
+    lifetime = body.get("secretLifetimeDays", 730)
+    if "rotateBeforeDays" in body and body["rotateBeforeDays"] >= lifetime:
+        return True
+    if body.get("replaces", "") == body["tenant"]:
+        return True
+    names = [same_scope(s) for s in body.get("scopes", [])]
+    return len(set(names)) != len(names)
+
+
+# The rules JSON Schema cannot state: a body the schema accepts and the parser refuses, the field the
+# refusal names, the property whose description states the rule, and words of that description.
+PARSER_ONLY = [
+    (
+        "rotate-before-lifetime",
+        body_with(secretLifetimeDays=30, rotateBeforeDays=30),
+        "rotateBeforeDays",
+        "rotateBeforeDays",
+        "shorter than `secretLifetimeDays`",
+    ),
+    (
+        "rotate-before-365",
+        body_with(rotateBeforeDays=365) | {"secretLifetimeDays": 365},
+        "rotateBeforeDays",
+        "rotateBeforeDays",
+        "shorter than `secretLifetimeDays`",
+    ),
+    ("replaces-itself", body_with(replaces="acme"), "replaces", "replaces", "must not be the tenant itself"),
+    (
+        "scopes-repeat-in-another-case",
+        body_with(scopes=["Mail.Read", "mail.read"]),
+        "scopes[1]",
+        "scopes",
+        "A name may appear once, in any spelling",
+    ),
+    (
+        "scopes-repeat-with-prefix",
+        body_with(scopes=["https://graph.microsoft.com/User.Read", "User.Read"]),
+        "scopes[1]",
+        "scopes",
+        "A name may appear once, in any spelling",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "prop", "words"), [pytest.param(b, f, p, w, id=i) for i, b, f, p, w in PARSER_ONLY]
+)
+def test_rules_only_the_parser_checks_are_described_where_the_field_is(body, field, prop, words):
     assert schema_accepts("ProvisionRequest", body)
-    assert not parser_accepts(body)
-    assert "shorter than `secretLifetimeDays`" in schema("ProvisionRequest")["properties"]["rotateBeforeDays"][
-        "description"
-    ].replace("\n", " ")
+    assert parser_only_refusal(body)
+    with pytest.raises(BadRequest) as refused:
+        rq.parse_request(body)
+    assert refused.value.field == field
+    assert words in " ".join(schema("ProvisionRequest")["properties"][prop]["description"].split())
+    overview = " ".join(operation("provision_tenant")["description"].split())
+    assert f"`{prop}`" in overview.split("rather than in the schema:", 1)[1].split("Every other rule", 1)[0]
 
 
 # Per field: values the schema allows, and values it does not (ABSENT: the field is left out).
+N = rq.MAX_DISPLAY_NAME_PERSONAL
+SCOPES_GOOD = [
+    ["Mail.Read"],
+    ["mail.readwrite", "Mail.Send"],
+    ["https://graph.microsoft.com/Calendars.Read", "OPENID"],
+    ["User.Read", "user.read"],  # the same name twice: refused by the parser alone
+    ["HTTPS://GRAPH.MICROSOFT.COM/people.read", "People.Read"],  # likewise
+    list(GRAPH_DELEGATED_SCOPES),
+]
 FIELDS: dict[str, tuple[list[Any], list[Any]]] = {
     "tenant": (["acme", "a" * 40, "a1-b2"], ["Acme", "a b", "a'b", "a--b", "-a", "", "a" * 41, None, 5, ABSENT]),
-    "displayName": (["Acme", " Acme ", "x" * 120, "Ünï ✓"], ["", "  ", "x" * 121, "a\nb", None, [], ABSENT]),
-    "audience": (["multi-org", "single-org", ABSENT], ["anyone", None, ["multi-org"]]),
+    "displayName": (
+        [
+            "Acme",
+            " Acme ",
+            "x" * 120,
+            "Ünï ✓",
+            "x" * N,
+            "x" * (N + 1),
+            " " + "x" * N + "\xa0",
+            "\u3000" + "x" * (N + 1),
+        ],
+        ["", "  ", "x" * 121, "a\nb", None, [], ABSENT],
+    ),
+    "audience": (["multi-org", "single-org", "any-org-and-personal", ABSENT, ABSENT], ["anyone", None, ["multi-org"]]),
+    "scopes": (
+        [ABSENT, ABSENT, ABSENT, *SCOPES_GOOD],
+        [[], "Mail.Read", ["EAS.AccessAsUser.All"], [7], ["Mail.Read"] * 2, None],
+    ),
+    "replaces": ([ABSENT, ABSENT, ABSENT, "globex-eu", "acme"], ["Old", "", "r" * 41, 5, None]),
     "secretLifetimeDays": ([1, 2, 30, 90, 730, 90.0, ABSENT], [731, 0, -5, 90.5, "90", True, None]),
     "rotateBeforeDays": ([1, 29, 30, 365, 30.0, ABSENT], [366, 0, "30", False, None]),
     "existingAppId": ([GUID, GUID.upper(), ABSENT], [GUID[:-1], "x", None, 7]),
     "extra": ([ABSENT], [{"nested": 1}]),
 }
 AUTH_FIELDS: dict[str, tuple[list[Any], list[Any]]] = {
-    "mode": (["hosted", "native"], ["popup", None, ABSENT]),
+    "mode": (["hosted", "custom", "native"], ["popup", "Custom", None, ABSENT]),
     "region": (["us", "eu"], ["ap", {}, None]),
     "redirectUri": (
-        ["https://app.example.com/cb", "https://a.b:443/x?y=1", "https://localhost", "https://a.b/" + "p" * 243],
+        [
+            "https://app.example.com/cb",
+            "https://a.b:443/x?y=1",
+            "https://localhost",
+            "https://a.b/" + "p" * 243,
+            "https://a.b?",
+        ],
         ["https://a.b/" + "p" * 244, "http://a.b/cb", "https://*.b/cb", "https://a.b/cb#f", "https://u@a.b/cb", 8],
     ),
 }
 NYLAS_FIELDS: dict[str, tuple[list[Any], list[Any]]] = {
-    "target": (["v3-connector", "v2-integration", "manual"], ["v4", None, 3, ABSENT]),
+    "target": ([*rq.TARGETS, ABSENT], ["v4", "V3-credential", None, 3]),
     "region": (["us", "eu"], ["apac", ["us"], ABSENT]),
     "appId": (["app-1", "a" * 128, "A.b_c-1"], ["a" * 129, "", "a b", "-x", 7, ABSENT]),
     "credential": (["nyk_1", "k" * 1024, ABSENT], ["k" * 1025, "", "a b", None, 5]),
@@ -376,12 +669,18 @@ NYLAS_FIELDS: dict[str, tuple[list[Any], list[Any]]] = {
 }
 
 
+def one_in(odds: int) -> st.SearchStrategy[bool]:
+    """True about once in odds draws. (Not ``integers(1, odds) == 1``: Hypothesis draws the bounds of a
+    range far more often than their share.)"""
+    return st.integers(0, 2**16 - 1).map(lambda n: n % odds == odds // 2)
+
+
 @st.composite
 def objects(draw: st.DrawFn, fields: dict[str, tuple[list[Any], list[Any]]], bad_odds: int) -> dict[str, Any]:
     """An object whose every field is usually allowed and sometimes (1 in bad_odds) not."""
     out = {}
     for key, (good, bad) in fields.items():
-        pool = bad if draw(st.integers(1, bad_odds)) == 1 else good
+        pool = bad if draw(one_in(bad_odds)) else good
         value = draw(st.sampled_from(pool))
         if value is not ABSENT:
             out[key] = value
@@ -392,20 +691,26 @@ def objects(draw: st.DrawFn, fields: dict[str, tuple[list[Any], list[Any]]], bad
 def requests(draw: st.DrawFn) -> dict[str, Any]:
     body = draw(objects(FIELDS, 40))
     auth = draw(objects(AUTH_FIELDS, 40))
-    # Mostly a coherent auth object: hosted has a region, native a redirect URI.
-    if draw(st.integers(1, 6)) > 1:
+    # Mostly a coherent auth object: hosted has a region, custom and native a redirect URI.
+    if not draw(one_in(6)):
         auth.pop("redirectUri" if auth.get("mode") == "hosted" else "region", None)
     body["auth"] = auth
     nylas = draw(objects(NYLAS_FIELDS, 40))
-    if draw(st.integers(1, 6)) > 1:  # mostly the credential the target needs, and only that one
+    if not draw(one_in(6)):  # mostly the credential the target needs, and only that one
         if nylas.get("target") == "manual":
             nylas.pop("credential", None)
             nylas.pop("credentialSecret", None)
         elif "credential" in nylas and "credentialSecret" in nylas:
             nylas.pop(draw(st.sampled_from(["credential", "credentialSecret"])))
+    v2 = nylas.get("target") in ("v2-integration", "manual")
+    if v2 and not draw(one_in(4)):  # mostly what a v2 target allows
+        body.pop("scopes", None)
+        body.pop("replaces", None)
+        if body.get("audience") == "any-org-and-personal":
+            del body["audience"]
     body["nylas"] = nylas
     for key in ("auth", "nylas"):
-        if draw(st.integers(1, 30)) == 1:
+        if draw(one_in(30)):
             body[key] = draw(st.sampled_from([None, "x", [], ABSENT]))
             if body[key] is ABSENT:
                 del body[key]
@@ -415,9 +720,7 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
 @settings(max_examples=1500, deadline=None)
 @given(requests())
 def test_schema_and_parser_agree_on_generated_requests(body):
-    expected = schema_accepts("ProvisionRequest", body)
-    if expected and "rotateBeforeDays" in body:
-        expected = body["rotateBeforeDays"] < body.get("secretLifetimeDays", 730)
+    expected = schema_accepts("ProvisionRequest", body) and not parser_only_refusal(body)
     accepted = parser_accepts(body)
     event("accepted" if accepted else "rejected")
     assert accepted == expected, json.dumps(body)
@@ -451,10 +754,21 @@ def one(tenant, handler, path=""):
     return handler(http_request(method, f"{URL}/{tenant}{path}", route_params={"tenant": tenant}))
 
 
+def delete(tenant: str, **params: str) -> func.HttpResponse:
+    request = func.HttpRequest(
+        method="DELETE", url=f"{URL}/{tenant}", headers={}, params=params, route_params={"tenant": tenant}, body=b""
+    )
+    response: func.HttpResponse = retire_tenant(request)
+    return response
+
+
 def test_handlers_answer_with_the_documented_status_and_schema(svc, emulators):
     v3 = tenant_body("acme", "v3-connector")
     manual = tenant_body("initech", "manual")
-    for body in (v3, manual):
+    credential = tenant_body("umbrella")  # the default target, v3-credential
+    v2 = tenant_body("globex-eu", "v2-integration", audience="single-org")
+    successor = tenant_body("globex", "v3-credential", replaces="globex-eu", scopes=["mail.read", "User.Read"])
+    for body in (v3, manual, credential, v2, successor):
         register_nylas(emulators, body)
 
     assert_documented("provision_tenant", post(v3), body_schema="TenantView")
@@ -462,24 +776,82 @@ def test_handlers_answer_with_the_documented_status_and_schema(svc, emulators):
     assert again.status_code == 200
     assert_documented("provision_tenant", again, body_schema="TenantView")
     assert response_json(post(manual))["rotationState"] == "awaiting-confirmation"
+    made = assert_documented("provision_tenant", post(credential), body_schema="TenantView")
+    assert made["audience"] == rq.DEFAULT_AUDIENCE and made["nylas"]["credentialId"] and made["hostedAuthUrl"]
+    assert made["redirectUri"] == rq.HOSTED_REDIRECTS[3]["us"]
+    old = assert_documented("provision_tenant", post(v2), body_schema="TenantView")
+    assert (old["audience"], old["redirectUri"]) == ("single-org", rq.HOSTED_REDIRECTS[2]["us"])
+    new = assert_documented("provision_tenant", post(successor), body_schema="TenantView")
+    assert new["replaces"] == "globex-eu"
     listed = assert_documented("list_tenants", list_tenants_http(http_request("GET", URL)), body_schema="TenantList")
-    assert listed["count"] == 2
+    assert listed["count"] == 5
+    assert {t["tenant"]: t.get("replacedBy") for t in listed["tenants"]}["globex-eu"] == "globex"
     assert_documented("get_tenant", one("acme", get_tenant_http), body_schema="TenantView")
+    assert_documented("get_tenant", one("umbrella", get_tenant_http), body_schema="TenantView")
     assert_documented("rotate_tenant", one("acme", rotate_tenant, "/rotate"), body_schema="RotationQueued")
     confirmed = assert_documented(
         "confirm_rotation", one("initech", confirm_rotation, "/rotation/confirm"), body_schema="RotationConfirmed"
     )
     assert confirmed["result"] == "rotated"
+    retired = assert_documented("retire_tenant", delete("umbrella", confirm="umbrella"), body_schema="RetireResult")
+    assert (retired["alreadyRetired"], retired["nylasCredentialDeleted"], retired["appDeleted"]) == (False, True, False)
+    assert retired["revokedKeyIds"]
+    twice = assert_documented("retire_tenant", delete("umbrella", confirm="umbrella"), body_schema="RetireResult")
+    assert twice["alreadyRetired"] is True
+    gone = assert_documented(
+        "retire_tenant", delete("initech", confirm="initech", deleteApp="True"), body_schema="RetireResult"
+    )
+    assert gone["appDeleted"] is True
+
+    # Conflicts: a connector already held, an application without a connector, a tenant being retired.
+    emulators.world.nylas.add_v3_app("nylas-bare", "nyk_v3_bare_key_0001", "us")
+    bare = tenant_body("bare") | {
+        "nylas": {"region": "us", "appId": "nylas-bare", "credential": "nyk_v3_bare_key_0001"}
+    }
+    latest = svc.deps.vault.get(secret_name(svc.settings.secret_prefix, "globex"))
+    record = TenantRecord.from_tags(latest.tags)
+    assert record is not None
+    svc.deps.vault.update_tags(latest.name, latest.version, record.moved_to(RotationState.RETIRING).to_tags())
+    conflicts = [
+        (post(tenant_body("hooli", "v3-connector", nylas_app="nylas-acme")), "nylas.appId"),
+        (post(bare), "nylas.appId"),
+        (post(successor), "tenant"),
+        (post({**v3, "existingAppId": GUID}), "existingAppId"),
+    ]
+    for response, field in conflicts:
+        assert response.status_code == 409, response.get_body()
+        error = assert_documented("provision_tenant", response, body_schema="Error")["error"]
+        assert (error["code"], error["field"]) == ("conflict", field)
 
     errors = [
-        ("provision_tenant", post(body_with(tenant="Acme")), 400),
-        ("provision_tenant", provision_tenant(http_request("POST", URL, v3, content_type="text/plain")), 415),
-        ("provision_tenant", post({**v3, "existingAppId": GUID}), 409),
-        ("get_tenant", one("nobody", get_tenant_http), 404),
-        ("get_tenant", one("No Body", get_tenant_http), 400),
-        ("rotate_tenant", one("nobody", rotate_tenant, "/rotate"), 404),
-        ("confirm_rotation", one("acme", confirm_rotation, "/rotation/confirm"), 409),
+        ("provision_tenant", post(body_with(tenant="Acme")), 400, "tenant"),
+        ("provision_tenant", post(body_with(scopes=["Mail.Read", "EAS.AccessAsUser.All"])), 400, "scopes[1]"),
+        (
+            "provision_tenant",
+            post(nylas_with(target="manual", credential=ABSENT) | {"scopes": ["Mail.Read"]}),
+            400,
+            "scopes",
+        ),
+        ("provision_tenant", post(body_with(replaces="acme")), 400, "replaces"),
+        ("provision_tenant", post(body_with(displayName="x" * 91)), 400, "displayName"),
+        (
+            "provision_tenant",
+            provision_tenant(http_request("POST", URL, v3, content_type="text/plain")),
+            415,
+            "Content-Type",
+        ),
+        ("get_tenant", one("nobody", get_tenant_http), 404, "tenant"),
+        ("get_tenant", one("No Body", get_tenant_http), 400, "tenant"),
+        ("rotate_tenant", one("nobody", rotate_tenant, "/rotate"), 404, "tenant"),
+        ("confirm_rotation", one("acme", confirm_rotation, "/rotation/confirm"), 409, "tenant"),
+        ("retire_tenant", delete("acme"), 400, "confirm"),
+        ("retire_tenant", delete("acme", confirm="ACME"), 400, "confirm"),
+        ("retire_tenant", delete("acme", confirm="acme", deleteApp="yes"), 400, "deleteApp"),
+        ("retire_tenant", delete("No Body", confirm="No Body"), 400, "tenant"),
+        ("retire_tenant", delete("nobody", confirm="nobody"), 404, "tenant"),
     ]
-    for operation_id, response, status in errors:
+    for operation_id, response, status, field in errors:
         assert response.status_code == status, (operation_id, response.get_body())
-        assert_documented(operation_id, response, body_schema="Error")
+        error = assert_documented(operation_id, response, body_schema="Error")["error"]
+        assert error["field"] == field, (operation_id, error)
+    assert assert_documented("get_tenant", one("acme", get_tenant_http))["rotationState"] != "retiring"

@@ -75,7 +75,8 @@ def foreign_credentials(emulators, object_id: str) -> list[tuple[str, str | None
 def test_adopting_an_owned_app_reshapes_it_and_adds_one_credential_leaving_foreign_ones(svc, emulators, target):
     app, foreign_keys = hand_made_app(emulators)
     before = foreign_credentials(emulators, app.object_id)
-    body = tenant_body("acme", target, existingAppId=app.app_id.upper())
+    # Work accounts only: an app that also signs in personal accounts has no room for foreign secrets.
+    body = tenant_body("acme", target, existingAppId=app.app_id.upper(), audience="multi-org")
     register_nylas(emulators, body)
 
     response = post(body)
@@ -87,8 +88,13 @@ def test_adopting_an_owned_app_reshapes_it_and_adds_one_credential_leaving_forei
     adopted = emulators.world.graph.apps[app.object_id]
     assert adopted.display_name == body["displayName"]
     assert adopted.data["signInAudience"] == "AzureADMultipleOrgs"
-    assert adopted.data["web"]["redirectUris"] == ["https://api.nylas.com/oauth/callback"]
-    assert adopted.data["requiredResourceAccess"] == list(load_manifest().required_resource_access)
+    if target.startswith("v3-"):
+        assert adopted.data["web"]["redirectUris"] == ["https://api.us.nylas.com/v3/connect/callback"]
+        graph_only = {r["resourceAppId"] for r in adopted.data["requiredResourceAccess"]}
+        assert graph_only == {"00000003-0000-0000-c000-000000000000"}
+    else:
+        assert adopted.data["web"]["redirectUris"] == ["https://api.nylas.com/oauth/callback"]
+        assert adopted.data["requiredResourceAccess"] == list(load_manifest().required_resource_access)
     assert set(adopted.data["tags"]) == {"nylas-entra-rotator", "tenant:acme"}
     ours = our_credentials(emulators, app.object_id)
     assert [p.key_id for p in ours] == [out["keyId"]]
@@ -102,7 +108,7 @@ def test_adopting_an_owned_app_reshapes_it_and_adds_one_credential_leaving_forei
 
 def test_adopted_tenant_posted_again_answers_200_and_adds_no_credential(svc, emulators):
     app, _ = hand_made_app(emulators)
-    body = tenant_body("acme", "v3-connector", existingAppId=app.app_id)
+    body = tenant_body("acme", "v3-connector", existingAppId=app.app_id, audience="multi-org")
     register_nylas(emulators, body)
     first = post(body)
     credentials = foreign_credentials(emulators, app.object_id)

@@ -14,7 +14,7 @@ def post(body):
     return provision_tenant(http_request("POST", URL, body))
 
 
-@pytest.mark.parametrize("target", ["v3-connector", "v2-integration", "manual"])
+@pytest.mark.parametrize("target", ["v3-credential", "v3-connector", "v2-integration", "manual"])
 def test_provision_creates_app_stores_secret_and_configures_nylas(svc, emulators, alerts, target):
     body = tenant_body("acme", target)
     register_nylas(emulators, body)
@@ -26,11 +26,18 @@ def test_provision_creates_app_stores_secret_and_configures_nylas(svc, emulators
     app = emulators.world.graph.apps[out["appObjectId"]]
     assert app.app_id == out["clientId"]
     assert len(our_credentials(emulators, out["appObjectId"])) == 1
-    assert out["redirectUri"] == "https://api.nylas.com/oauth/callback"
+    v3 = target.startswith("v3-")
+    assert out["redirectUri"] == (
+        "https://api.us.nylas.com/v3/connect/callback" if v3 else "https://api.nylas.com/oauth/callback"
+    )
     assert "adminconsent?client_id=" + out["clientId"] in out["adminConsentUrl"]
     if target == "manual":
         assert out["rotationState"] == "awaiting-confirmation"
         assert alerts.kinds() == ["manual-action"]
+    elif target == "v3-credential":
+        assert out["rotationState"] == "current"
+        held = emulators.world.nylas.credential(body["nylas"]["appId"], out["nylas"]["credentialId"])
+        assert held is not None and held[0] == out["clientId"]
     else:
         assert out["rotationState"] == "current"
         assert emulators.world.nylas_secret_works(body["nylas"]["appId"])
@@ -53,8 +60,8 @@ def test_provision_creates_app_stores_secret_and_configures_nylas(svc, emulators
         ),
     ],
 )
-def test_provision_registers_the_app_as_the_nylas_page_asks(svc, emulators, auth, audience, redirect, sign_in):
-    body = tenant_body("shape", "v3-connector", auth=auth, audience=audience)
+def test_provision_registers_the_v2_app_as_the_nylas_v2_page_asks(svc, emulators, auth, audience, redirect, sign_in):
+    body = tenant_body("shape", "v2-integration", auth=auth, audience=audience)
     register_nylas(emulators, body)
 
     out = response_json(post(body))

@@ -50,7 +50,7 @@ def native(uri: Any) -> dict[str, Any]:
 BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
     # missing
     *[(f"missing-{f}", changed(f, DROP), f) for f in ("tenant", "displayName", "auth", "nylas")],
-    *[(f"missing-{f}", changed(f, DROP), f) for f in ("nylas.target", "nylas.region", "nylas.appId", "auth.mode")],
+    *[(f"missing-{f}", changed(f, DROP), f) for f in ("nylas.region", "nylas.appId", "auth.mode")],
     ("missing-auth-region", changed("auth.region", DROP), "auth.region"),
     ("missing-native-redirect", changed("auth", {"mode": "native"}), "auth.redirectUri"),
     ("missing-v3-credential", changed("nylas.credential", DROP), "nylas.credential"),
@@ -145,6 +145,24 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("app-id-empty", changed("nylas.appId", ""), "nylas.appId"),
     ("app-id-space", changed("nylas.appId", "my app"), "nylas.appId"),
     ("app-id-too-long", changed("nylas.appId", "a" * 129), "nylas.appId"),
+    # the v3 app's shape
+    ("scopes-unknown", changed("scopes", ["Mail.Read", "EAS.AccessAsUser.All"]), "scopes[1]"),
+    ("scopes-repeated", changed("scopes", ["Mail.Read", "mail.read"]), "scopes[1]"),
+    ("scopes-empty", changed("scopes", []), "scopes"),
+    ("scopes-not-a-list", changed("scopes", "Mail.Read"), "scopes"),
+    ("scopes-number", changed("scopes", [7]), "scopes[0]"),
+    ("scopes-for-v2", changed("scopes", ["Mail.Read"], tenant_body("acme", "v2-integration")), "scopes"),
+    ("personal-audience-for-v2", changed("audience", "any-org-and-personal", MANUAL), "audience"),
+    ("personal-display-name-over-90", changed("displayName", "n" * 91), "displayName"),
+    (
+        "personal-redirect-with-query",
+        changed("auth", {"mode": "custom", "redirectUri": "https://app.example.com/cb?x=1"}),
+        "auth.redirectUri",
+    ),
+    ("replaces-itself", changed("replaces", "acme"), "replaces"),
+    ("replaces-not-a-slug", changed("replaces", "Old Tenant"), "replaces"),
+    ("replaces-from-v2", changed("replaces", "old", MANUAL), "replaces"),
+    ("unknown-target", changed("nylas.target", "v3-grant"), "nylas.target"),
     # adoption
     ("existing-app-id-not-guid", changed("existingAppId", "my-app"), "existingAppId"),
     ("existing-app-id-braces", changed("existingAppId", "{6f1c7b5e-0e4a-4c53-9d0e-2b1f5a3c9e11}"), "existingAppId"),
@@ -257,6 +275,47 @@ def test_short_lifetime_without_rotate_before_gets_a_window_of_half_the_lifetime
     assert (request.lifetime_days, request.rotate_before_days) == (20, 10)
 
 
+def test_v3_target_is_the_default_and_gets_the_personal_audience_and_default_scopes():
+    body = changed("nylas.target", DROP)
+    request = parse_request(body)
+    assert request.nylas.target.value == "v3-credential"
+    assert request.sign_in_audience == "AzureADandPersonalMicrosoftAccount"
+    assert request.redirect_uri == "https://api.us.nylas.com/v3/connect/callback"
+    assert set(request.scopes) == {
+        "Mail.ReadWrite",
+        "Mail.Send",
+        "Calendars.ReadWrite",
+        "Contacts.ReadWrite",
+        "User.Read",
+        "offline_access",
+        "openid",
+        "profile",
+    }
+
+
+def test_v2_targets_keep_the_v2_page_shape():
+    request = parse_request(changed("auth", {"mode": "hosted", "region": "eu"}, MANUAL))
+    assert request.sign_in_audience == "AzureADMultipleOrgs"
+    assert request.redirect_uri == "https://ireland.api.nylas.com/oauth/callback"
+    assert request.scopes == ()
+
+
+def test_scopes_accept_qualified_names_and_always_add_the_openid_and_offline_scopes():
+    request = parse_request(changed("scopes", ["https://graph.microsoft.com/mail.read"]))
+    assert request.scopes == ("Mail.Read", "offline_access", "openid", "profile")
+
+
+def test_more_than_thirty_graph_permissions_are_refused(monkeypatch):
+    import provisioning.graph_scopes as table
+
+    many = {f"Scope{i}.Read": f"00000000-0000-0000-0000-{i:012d}" for i in range(40)}
+    monkeypatch.setattr(table, "GRAPH_DELEGATED_SCOPES", {**table.GRAPH_DELEGATED_SCOPES, **many})
+    with pytest.raises(BadRequest) as refused:
+        parse_request(changed("scopes", list(many)[:28]))
+    assert refused.value.field == "scopes" and "30" in refused.value.message
+    assert len(parse_request(changed("scopes", list(many)[:27])).scopes) == 30
+
+
 def test_display_name_is_trimmed_and_existing_app_id_lowercased():
     body = changed("existingAppId", "6F1C7B5E-0E4A-4C53-9D0E-2B1F5A3C9E11", changed("displayName", "  Acme  "))
     request = parse_request(body)
@@ -293,6 +352,8 @@ PATHS = [
     "nylas.appId",
     "nylas.credential",
     "nylas.credentialSecret",
+    "scopes",
+    "replaces",
     "secretLifetimeDays",
     "rotateBeforeDays",
     "existingAppId",

@@ -30,6 +30,7 @@ from devenv.scenario import (
     provision,
     record,
     settle,
+    sign_in_user,
 )
 from emulators import Emulators
 
@@ -98,8 +99,14 @@ class Cell:
 
 def fresh_tenant(svc: Services, emulators: Emulators, target: str) -> Tenant:
     emulators.world.reset()
-    tenant = provision(svc, emulators, "matrix", target)
-    add_foreign_credential(emulators, tenant, "made by hand")
+    # v3-credential keeps v3's default audience (personal accounts too: two secrets at most, so no
+    # room for a foreign one); v3-connector signs in work accounts only and keeps a foreign secret.
+    extra = {"audience": "multi-org"} if target == "v3-connector" else {}
+    tenant = provision(svc, emulators, "matrix", target, **extra)
+    if tenant.v3:  # invariant 6: this user must keep refreshing through every fault
+        sign_in_user(emulators, tenant, "ada@outlook.com" if target == "v3-credential" else "ada@contoso.example")
+    if target != "v3-credential":
+        add_foreign_credential(emulators, tenant, "made by hand")
     emulators.world.clock.advance(days=INTO_WINDOW_DAYS)
     mark_baseline(svc, tenant)
     emulators.world.reset_calls()

@@ -31,7 +31,9 @@ def test_near_expiry_of_our_latest_version_queues_a_rotation_without_alerting(sv
 
     on_key_vault_event(key_vault_event(NEAR_EXPIRY, "nylas-entra-acme", version, schema=schema))
 
-    assert peek_requests(svc) == [{"tenant": "acme", "reason": "near-expiry-event", "version": version, "force": False}]
+    assert peek_requests(svc) == [
+        {"tenant": "acme", "reason": "near-expiry-event", "version": version, "force": False, "paced": True}
+    ]
     assert alerts.alerts == []
     # Fast: one Key Vault read, no Graph, no Nylas, no rotation in the event's own call.
     assert emulators.world.calls["keyvault.get_secret"] == 1
@@ -120,7 +122,7 @@ def test_event_data_is_read_leniently_keys_in_any_case_whitespace_and_times_as_t
     )
 
     assert peek_requests(svc) == [
-        {"tenant": "messy", "reason": "near-expiry-event", "version": version, "force": False}
+        {"tenant": "messy", "reason": "near-expiry-event", "version": version, "force": False, "paced": True}
     ]
 
 

@@ -52,7 +52,9 @@ def test_rotate_answers_202_with_where_to_read_status_and_queues_a_forced_rotati
         "version": version,
         "status": "/api/tenants/acme",
     }
-    assert peek_requests(svc) == [{"tenant": "acme", "reason": "on-demand", "version": version, "force": True}]
+    assert peek_requests(svc) == [
+        {"tenant": "acme", "reason": "on-demand", "version": version, "force": True, "paced": True}
+    ]
     assert emulators.world.calls["graph.add_password"] == 0  # the work happens in the queue function
 
     drain_queue(svc)

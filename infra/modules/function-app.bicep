@@ -167,6 +167,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       NYLAS_V3_API_EU: 'https://api.eu.nylas.com'
       NYLAS_V2_API_US: 'https://beta.us.nylas.com'
       NYLAS_V2_API_EU: 'https://beta.eu.nylas.com'
+      // Graph allows 60 writes a minute to personal-account apps: rotations of those are paced.
+      GRAPH_WRITES_PER_MINUTE: '55'
       HTTP_TIMEOUT_SECONDS: '30'
       HTTP_MAX_RETRIES: '3'
       HTTP_RETRY_BASE_SECONDS: '1'

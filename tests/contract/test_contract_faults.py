@@ -11,7 +11,11 @@ import pytest
 import requests
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
+from devenv.mailbox import sign_in
+from emulators.world import NYLAS_V3_CALLBACKS
 from tests.contract.contract_support import secret_client
+
+US_CALLBACK = NYLAS_V3_CALLBACKS["us"]
 
 
 def nylas_patch(emulators, client_secret: str = "s") -> requests.Response:
@@ -31,6 +35,7 @@ def control(emulators, method: str, path: str, json=None) -> requests.Response:
 @pytest.fixture
 def nylas_app(emulators):
     emulators.world.nylas.add_v3_app("app-1", "key-1")
+    emulators.world.nylas.add_v3_connector("app-1", "c", "s0")
     return "app-1"
 
 
@@ -38,7 +43,7 @@ def test_status_fault_answers_in_the_service_format_then_clears(emulators, nylas
     emulators.world.faults.inject("nylas.v3_patch_connector", status=503, error_code="service_unavailable")
     first = nylas_patch(emulators)
     assert first.status_code == 503 and first.json()["error"]["type"] == "service_unavailable"
-    assert emulators.world.nylas.history(nylas_app) == []  # phase=before: not processed
+    assert emulators.world.nylas.current(nylas_app) == ("c", "s0")  # phase=before: not processed
     assert nylas_patch(emulators).status_code == 200
     assert emulators.world.calls["nylas.v3_patch_connector"] == 2
 
@@ -73,7 +78,7 @@ def test_drop_closes_the_connection_without_an_answer(emulators, nylas_app):
     emulators.world.faults.inject("nylas.v3_patch_connector", drop=True)
     with pytest.raises(requests.ConnectionError):
         nylas_patch(emulators)
-    assert emulators.world.nylas.history(nylas_app) == []
+    assert len(emulators.world.nylas.history(nylas_app)) == 1  # only the connector's creation
     assert nylas_patch(emulators).status_code == 200
 
 
@@ -200,3 +205,29 @@ def test_control_reset_keeps_the_service_identity(emulators, nylas_app):
     assert control(emulators, "POST", "/reset").status_code == 204
     assert emulators.world.nylas.apps == {} and emulators.world.keyvault.secrets == {}
     client.set_secret("works-after-reset", "v")  # same identity, same cached token
+
+
+def test_control_nylas_connector_users_grant_refresh_and_write_quota(emulators):
+    world = emulators.world
+    app = world.graph.create_app(
+        world.identity.client_id,
+        {"displayName": "ctl", "signInAudience": "AzureADMultipleOrgs", "web": {"redirectUris": [US_CALLBACK]}},
+    )
+    _, secret = world.graph.add_password_direct(app.object_id, "rotator")
+    control(emulators, "POST", "/nylas/apps", {"version": "v3", "app_id": "ctl", "api_key": "ctl-key"})
+    made = control(emulators, "POST", "/nylas/apps/ctl/connector", {"client_id": app.app_id, "client_secret": secret})
+    assert made.status_code == 201 and made.json()["active_credential_id"]
+    again = {"client_id": "x", "client_secret": "y"}
+    assert control(emulators, "POST", "/nylas/apps/ctl/connector", again).status_code == 409
+    user = control(emulators, "POST", "/entra/users", {"email": "ann@fabrikam.example", "home_tenant": "t-fab"})
+    assert user.status_code == 201 and world.entra.users["ann@fabrikam.example"].home_tenant == "t-fab"
+    assert control(emulators, "POST", "/entra/users", {"email": "x@y.example", "kind": "robot"}).status_code == 400
+    grant_id = sign_in(emulators, nylas_app_id="ctl", email="bob@contoso.com")
+    state = control(emulators, "GET", "/nylas/apps/ctl").json()
+    assert [g["id"] for g in state["grants"]] == [grant_id] and len(state["credentials"]) == 1
+    assert secret not in str(state)
+    refreshed = control(emulators, "POST", f"/nylas/apps/ctl/grants/{grant_id}/refresh").json()
+    assert refreshed == {"ok": True, "code": ""}
+    quota = control(emulators, "POST", "/graph/write_quota", {"limit": 5, "window_seconds": 10}).json()
+    assert quota == {"limit": 5, "window_seconds": 10.0, "writes": 0, "throttled": 0}
+    assert control(emulators, "POST", "/graph/write_quota", {"limit": None}).json()["limit"] is None

@@ -36,15 +36,16 @@ def entra_app_with_secret(emulators):
     return app, secret
 
 
-def test_v3_get_before_any_patch_is_not_found(emulators):
+def test_v3_get_before_the_connector_exists_is_not_found(emulators):
     emulators.world.nylas.add_v3_app("app-1", "key-1")
     resp = v3(emulators, "GET", "key-1")
-    assert resp.status_code == 404 and resp.json()["error"]["type"] == "not_found_error"
+    assert resp.status_code == 404 and resp.json()["error"]["type"] == "api.not_found_error"
     assert resp.json()["request_id"]
 
 
 def test_v3_patch_then_get_never_echoes_the_secret(emulators):
     emulators.world.nylas.add_v3_app("app-1", "key-1", region="eu")
+    emulators.world.nylas.add_v3_connector("app-1", "old-client", "old-secret")
     app, secret = entra_app_with_secret(emulators)
     body = {"settings": {"client_id": app.app_id, "client_secret": secret, "tenant": "t1"}, "scope": ["Mail.Read"]}
     patched = v3(emulators, "PATCH", "key-1", body)
@@ -55,37 +56,43 @@ def test_v3_patch_then_get_never_echoes_the_secret(emulators):
         "provider": "microsoft",
         "settings": {"client_id": app.app_id, "tenant": "t1"},
         "scope": ["Mail.Read"],
+        "active_credential_id": emulators.world.nylas.apps["app-1"].active_credential_id,
     }
     assert secret not in patched.text and secret not in v3(emulators, "GET", "key-1").text
     assert emulators.world.nylas.current("app-1") == (app.app_id, secret)
     assert emulators.world.nylas_secret_works("app-1")
-    [(when, client_id, hint)] = emulators.world.nylas.history("app-1")
+    [_, (when, client_id, hint)] = emulators.world.nylas.history("app-1")
     assert client_id == app.app_id and hint == secret[:3] and when.tzinfo is not None
 
 
 def test_v3_patch_replaces_settings_wholesale(emulators):
     emulators.world.nylas.add_v3_app("app-1", "key-1")
+    emulators.world.nylas.add_v3_connector("app-1", "a0", "s0")
     v3(emulators, "PATCH", "key-1", {"settings": {"client_id": "a", "client_secret": "s1", "tenant": "t"}})
     v3(emulators, "PATCH", "key-1", {"settings": {"client_id": "b", "client_secret": "s2"}})
     assert v3(emulators, "GET", "key-1").json()["data"]["settings"] == {"client_id": "b", "tenant": "common"}
-    assert [h[1] for h in emulators.world.nylas.history("app-1")] == ["a", "b"]
+    assert [h[1] for h in emulators.world.nylas.history("app-1")] == ["a0", "a", "b"]
 
 
 def test_v3_wrong_api_key_is_unauthorized(emulators):
     emulators.world.nylas.add_v3_app("app-1", "key-1")
+    emulators.world.nylas.add_v3_connector("app-1", "a0", "s0")
     resp = v3(emulators, "PATCH", "wrong", {"settings": {"client_id": "a", "client_secret": "s"}})
-    assert resp.status_code == 401 and resp.json()["error"]["type"] == "unauthorized"
-    assert emulators.world.nylas.history("app-1") == []
+    assert resp.status_code == 401 and resp.json()["error"]["type"] == "api.authentication_error"
+    assert [h[1] for h in emulators.world.nylas.history("app-1")] == ["a0"]
 
 
 def test_v3_missing_client_secret_is_invalid_request(emulators):
     emulators.world.nylas.add_v3_app("app-1", "key-1")
+    emulators.world.nylas.add_v3_connector("app-1", "a0", "s0")
     resp = v3(emulators, "PATCH", "key-1", {"settings": {"client_id": "a"}})
-    assert resp.status_code == 400 and resp.json()["error"]["type"] == "invalid_request"
+    assert resp.status_code == 400 and resp.json()["error"]["type"] == "api.invalid_request_error"
+    assert emulators.world.nylas.current("app-1") == ("a0", "s0")
 
 
 def test_secret_works_tracks_the_entra_side(emulators):
     emulators.world.nylas.add_v3_app("app-1", "key-1")
+    emulators.world.nylas.add_v3_connector("app-1", "a0", "s0")
     app, secret = entra_app_with_secret(emulators)
     v3(emulators, "PATCH", "key-1", {"settings": {"client_id": app.app_id, "client_secret": secret}})
     assert emulators.world.nylas_secret_works("app-1")
