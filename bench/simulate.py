@@ -101,6 +101,7 @@ class SimTenant:
     key_changes: list[tuple[int, str]] = field(default_factory=list)
     days_left: list[tuple[int, float]] = field(default_factory=list)
     users: list[str] = field(default_factory=list)  # Nylas grants of signed-in mailbox users
+    hosted: bool = False  # Nylas hosted auth (custom auth signs users in through the customer's own flow)
 
 
 @dataclass
@@ -192,8 +193,9 @@ class Simulation:
         return planned
 
     def _provision(self, tenant: SimTenant, day: int) -> bool:
+        region = self.rng.choice(["us", "eu"])
         auth = (
-            {"mode": "hosted", "region": self.rng.choice(["us", "eu"])}
+            {"mode": "hosted", "region": region}
             if self.rng.random() < 0.5
             else {"mode": "native", "redirectUri": f"https://app.example.com/{tenant.name}/callback"}
         )
@@ -204,7 +206,13 @@ class Simulation:
             extra["audience"] = "multi-org"
         if auth["mode"] == "native" and tenant.target.startswith("v3-"):
             auth = {"mode": "custom", "redirectUri": auth["redirectUri"]}
-        body = tenant_body(tenant.name, tenant.target, auth=auth, secretLifetimeDays=tenant.lifetime, **extra)
+        if tenant.target == "v3-credential":
+            region = "us"  # the shared Nylas application lives in one region
+            if auth["mode"] == "hosted":
+                auth["region"] = region
+        body = tenant_body(
+            tenant.name, tenant.target, auth=auth, region=region, secretLifetimeDays=tenant.lifetime, **extra
+        )
         if tenant.nylas_app_id == "":
             register_nylas(self.emu, body)
             tenant.nylas_app_id = body["nylas"]["appId"]
@@ -213,6 +221,7 @@ class Simulation:
             return False  # a fault: provisioning is retried tomorrow with the same body
         out = json.loads(response.get_body())
         tenant.object_id, tenant.client_id = out["appObjectId"], out["clientId"]
+        tenant.hosted = auth["mode"] == "hosted"
         if not tenant.foreign and tenant.target != "v3-credential" and self.rng.random() < 0.3:
             key_id, _ = self.world.graph.add_password_direct(tenant.object_id, "added by hand")
             tenant.foreign.add(key_id)
@@ -386,7 +395,7 @@ class Simulation:
                 held = self._credential_held(tenant)
             if app.data.get("signInAudience") == "AzureADandPersonalMicrosoftAccount" and len(creds) > 2:
                 self._break(day, tenant, f"6: a personal-account app holds {len(creds)} secrets")
-            if tenant.target.startswith("v3-") and not tenant.users:
+            if tenant.target.startswith("v3-") and tenant.hosted and not tenant.users:
                 self._sign_in(tenant)
             for grant in tenant.users:
                 refreshed, why = world.nylas.refresh_grant(tenant.nylas_app_id, grant)
@@ -441,7 +450,13 @@ class Simulation:
         email = f"user@{tenant.name}.example" if tenant.target == "v3-connector" else f"{tenant.name}@outlook.com"
         try:
             tenant.users.append(
-                sign_in(self.emu, nylas_app_id=tenant.nylas_app_id, email=email, credential_id=credential)
+                sign_in(
+                    self.emu,
+                    nylas_app_id=tenant.nylas_app_id,
+                    email=email,
+                    credential_id=credential,
+                    region=self.world.nylas.apps[tenant.nylas_app_id].region,
+                )
             )
         except SignInRefused as refused:
             self.report.breaks.append(f"{tenant.name} ({tenant.target}): a user could not sign in: {refused}")

@@ -315,7 +315,15 @@ def parse_request(
     mode = _choice(auth, "mode", "auth.", AUTH_MODES)
     if mode == "hosted":
         _fields(auth, "auth.", HOSTED_AUTH_FIELDS, frozenset())
-        redirect = HOSTED_REDIRECTS[generation][_choice(auth, "region", "auth.", REGIONS)]
+        auth_region = _choice(auth, "region", "auth.", REGIONS)
+        if generation == 3 and auth_region != region:
+            # v3 hosted auth sends users back to the callback of the Nylas application's own region.
+            raise BadRequest(
+                f"auth.region must be the Nylas application's region ({region}): Nylas v3 hosted auth "
+                "returns users to its own region's callback",
+                field="auth.region",
+            )
+        redirect = HOSTED_REDIRECTS[generation][auth_region]
     else:
         _fields(auth, "auth.", NATIVE_AUTH_FIELDS, frozenset())
         if not isinstance(auth["redirectUri"], str):

@@ -412,7 +412,7 @@ ACCEPTED = [
     ("v2-inline", nylas_with(target="v2-integration")),
     ("v2-secret-name", nylas_with(target="v2-integration", credential=ABSENT, credentialSecret="kv-v2-secret")),
     ("manual", nylas_with(target="manual", credential=ABSENT)),
-    ("eu", nylas_with(region="eu")),
+    ("eu", nylas_with(region="eu") | {"auth": {"mode": "hosted", "region": "eu"}}),
     ("single-org", body_with(audience="single-org")),
     ("multi-org", body_with(audience="multi-org")),
     ("personal", body_with(audience="any-org-and-personal")),
@@ -429,7 +429,7 @@ ACCEPTED = [
         | {"auth": {"mode": "native", "redirectUri": "https://a.b/c?x=1"}},
     ),
     ("native-bare-host", body_with(auth={"mode": "native", "redirectUri": "https://localhost"})),
-    ("hosted-eu", body_with(auth={"mode": "hosted", "region": "eu"})),
+    ("hosted-eu-v2", nylas_with(target="v2-integration") | {"auth": {"mode": "hosted", "region": "eu"}}),
     ("slug-40", body_with(tenant="a" * 40)),
     ("slug-dashes", body_with(tenant="a1-b2-c3")),
     ("name-90-personal", body_with(displayName="x" * 90)),
@@ -557,7 +557,11 @@ def parser_only_refusal(body: dict[str, Any]) -> bool:
     if body.get("replaces", "") == body["tenant"]:
         return True
     names = [same_scope(s) for s in body.get("scopes", [])]
-    return len(set(names)) != len(names)
+    if len(set(names)) != len(names):
+        return True
+    nylas, auth = body.get("nylas", {}), body.get("auth", {})
+    v3 = str(nylas.get("target", "v3-credential")).startswith("v3-")
+    return v3 and auth.get("mode") == "hosted" and auth.get("region") != nylas.get("region")
 
 
 # The rules JSON Schema cannot state: a body the schema accepts and the parser refuses, the field the
@@ -578,6 +582,13 @@ PARSER_ONLY = [
         "shorter than `secretLifetimeDays`",
     ),
     ("replaces-itself", body_with(replaces="acme"), "replaces", "replaces", "must not be the tenant itself"),
+    (
+        "v3-hosted-auth-in-another-region",
+        body_with(auth={"mode": "hosted", "region": "eu"}),
+        "auth.region",
+        "auth",
+        "must be the Nylas application's region",
+    ),
     (
         "scopes-repeat-in-another-case",
         body_with(scopes=["Mail.Read", "mail.read"]),
