@@ -193,10 +193,12 @@ class Simulation:
         return planned
 
     def _provision(self, tenant: SimTenant, day: int) -> bool:
-        region = self.rng.choice(["us", "eu"])
+        # The same request on every try (a failed provisioning is retried tomorrow as it was sent).
+        choose = random.Random(f"{self.seed}/{tenant.name}")
+        region = choose.choice(["us", "eu"])
         auth = (
             {"mode": "hosted", "region": region}
-            if self.rng.random() < 0.5
+            if choose.random() < 0.5
             else {"mode": "native", "redirectUri": f"https://app.example.com/{tenant.name}/callback"}
         )
         # Every v3-credential tenant is one customer of the same Nylas application; a v3-connector

@@ -15,10 +15,16 @@
 
 None of these writes is idempotent by key, but each replaces a whole object, so a
 retry gives the same state.
+
+Doubt is safe: once a write may have landed (it was sent and answered 2xx, 5xx, 429 after our
+retries, or not at all), every later failure of the same push (the read-back included) raises
+``NylasStateUnknown``: Nylas may hold either secret, and the engine keeps both. Only a 4xx answer
+to the write itself says it did not land.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,7 +33,7 @@ import requests
 from clients.interfaces import ConnectorInfo, ConnectorState, NylasApp, PushResult, PushStatus
 from clients.retrying import default_verify, http_session, send_with_retries
 from core.clock import Sleep, real_sleep
-from core.errors import DependencyRejected, DependencyUnavailable
+from core.errors import DependencyError, DependencyRejected, DependencyUnavailable, NylasStateUnknown
 
 DEPENDENCY = "nylas"
 CONNECTOR = "/v3/connectors/microsoft"
@@ -53,6 +59,8 @@ class NylasGatewayHttp:
         self._max_retries = max_retries
         self._sleep = sleep
         self._session = http_session()
+        # Within one push (one thread: the queue function runs rotations on many): a write may have landed.
+        self._push_state = threading.local()
 
     # --- NylasGateway ------------------------------------------------------------------
 
@@ -71,6 +79,20 @@ class NylasGatewayHttp:
     def push(self, app: NylasApp, client_id: str, client_secret: str, tenant_id: str) -> PushResult:
         if app.target == "manual":
             return PushResult(PushStatus.NEEDS_CONFIRMATION)
+        self._push_state.maybe_landed = False
+        try:
+            return self._push(app, client_id, client_secret, tenant_id)
+        except DependencyError as exc:
+            if not self._push_state.maybe_landed or isinstance(exc, NylasStateUnknown):
+                raise
+            raise NylasStateUnknown(
+                DEPENDENCY,
+                f"a write for Nylas app {app.app_id} may have landed, then: {exc.message}",
+                status=exc.status,
+                error_code=exc.error_code,
+            ) from None
+
+    def _push(self, app: NylasApp, client_id: str, client_secret: str, tenant_id: str) -> PushResult:
         if app.target == "v3-credential":
             return self._push_credential(
                 app, {"client_id": client_id, "client_secret": client_secret, "tenant": tenant_id}
@@ -202,10 +224,15 @@ class NylasGatewayHttp:
                 method, url, json=payload, headers=headers, auth=auth, timeout=self._timeout, verify=self._verify
             )
 
+        write = method != "GET"
         try:
             response = send_with_retries(send, max_retries=self._max_retries, sleep=self._sleep)
         except (requests.ConnectionError, requests.Timeout) as exc:
+            if write:
+                self._push_state.maybe_landed = True  # sent, answer lost
             raise DependencyUnavailable(DEPENDENCY, f"network error: {exc.__class__.__name__}") from None
+        if write and not 400 <= response.status_code < 500:
+            self._push_state.maybe_landed = True  # applied (2xx), or perhaps applied (5xx)
         if response.status_code >= 400:
             raise _error(app, method, response)
         try:

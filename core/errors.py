@@ -102,6 +102,14 @@ class PolicyRejectedLifetime(DependencyRejected):
         self.allowed_days = allowed_days  # the policy's maximum, when Graph's message says it
 
 
+class NylasStateUnknown(DependencyUnavailable):
+    """A write to Nylas was sent and nothing since says whether it landed (a 5xx, a lost answer, or a
+    failed read-back): Nylas may hold the new secret or the old one. Nothing is revoked until a
+    later run knows."""
+
+    code = "nylas_state_unknown"
+
+
 class TooManyAppPasswords(DependencyRejected):
     """Graph refuses a third client secret on an app that signs in personal accounts (world-facts §3)."""
 

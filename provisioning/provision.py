@@ -262,6 +262,9 @@ class Provisioner:
         else:
             assert latest is not None
             outcome = self.engine.advance_from_record(request.tenant, loaded=(latest, record))
+        if outcome.result is Result.NYLAS_REFUSED:
+            # Stored and verified, not in use: a fixed request (or the nightly run) pushes it again.
+            raise DependencyRejected("nylas", f"Nylas refused the new secret: {outcome.message}")
         if outcome.result is Result.ROLLED_BACK:
             # Nothing to roll back to on a first secret: say why, and let a fixed request resume.
             raise DependencyRejected("nylas", f"the new secret could not be put to use: {outcome.message}")

@@ -46,6 +46,7 @@ from core.errors import (
     DependencyRejected,
     LeaseBusy,
     NothingToConfirm,
+    NylasStateUnknown,
     PolicyRejectedLifetime,
     TenantNotFound,
     TooManyAppPasswords,
@@ -66,6 +67,7 @@ class Result(StrEnum):
     AWAITING_CONFIRMATION = "awaiting-confirmation"
     ROLLED_BACK = "rolled-back"
     REFUSED = "refused"  # nothing written: the app has no room for a new secret (a person must act)
+    NYLAS_REFUSED = "nylas-refused"  # Nylas said no to the push: both secrets stay, the record stays pending
     RETIRING = "retiring"  # the tenant is being retired: never rotated again
     BUSY = "busy"
 
@@ -245,8 +247,13 @@ class RotationEngine:
             sign_in_tenant = record.nylas_sign_in_tenant(self.policy.tenant_id)
             nylas_app = self._nylas_app(record, known, scopes)
             pushed = self.deps.nylas.push(nylas_app, record.client_id, latest.value, sign_in_tenant)
+        except NylasStateUnknown as exc:
+            self._alert_nylas_unknown(record, exc)
+            raise  # transient: the next try re-reads, re-pushes (idempotent) and only then finishes
         except DependencyRejected as exc:
-            return self._roll_back(tenant, latest, record, f"Nylas refused the new secret: {exc.message}")
+            # No rollback once the new secret verified: an earlier try of this rotation may have
+            # pushed it (its answer lost), so Nylas may hold it. Keep both; the next run pushes again.
+            return self._nylas_refused(record, latest, exc)
         if pushed.credential_id and pushed.credential_id != record.nylas_credential_id:
             # Recorded by finish's write (no extra call); a crash before it finds the credential by name.
             if pushed.recreated:
@@ -416,6 +423,57 @@ class RotationEngine:
         return removed
 
     # --- refusals and reports -------------------------------------------------------------
+
+    def _nylas_refused(self, record: TenantRecord, latest: SecretVersion, exc: DependencyRejected) -> Outcome:
+        self.deps.notifier.notify(
+            Alert(
+                kind="nylas-refused",
+                tenant=record.tenant,
+                severity=Severity.CRITICAL,
+                summary=f"Nylas refused the new client secret of {record.tenant}: {exc.message}",
+                action=(
+                    "Both the previous and the new secret stay valid, and neither is revoked: Nylas may hold "
+                    "either (an earlier try may have landed). Fix the cause (the Nylas API key in Key Vault "
+                    f"secret {record.nylas_credential or '-'}, the application, its connector), then run "
+                    f"`python -m rotator rotate {record.tenant}`; the nightly scan also retries "
+                    "(docs/runbook.md#nylas-refused)."
+                ),
+                details={
+                    "client_id": record.client_id,
+                    "new_key_id": record.key_id,
+                    "previous_key_id": record.previous_key_id,
+                    "error": exc.error_code or "",
+                },
+            )
+        )
+        log.error("nylas refused the push", extra={"tenant": record.tenant, "step": "push", "error": exc.error_code})
+        return Outcome(
+            record.tenant,
+            Result.NYLAS_REFUSED,
+            record.key_id,
+            record.previous_key_id,
+            latest.expires_on,
+            message=f"Nylas refused the new secret: {exc.message}",
+        )
+
+    def _alert_nylas_unknown(self, record: TenantRecord, exc: NylasStateUnknown) -> None:
+        self.deps.notifier.notify(
+            Alert(
+                kind="nylas-state-unknown",
+                tenant=record.tenant,
+                severity=Severity.WARNING,
+                summary=(
+                    f"A push of {record.tenant}'s new client secret to Nylas may have landed, but nothing says "
+                    f"so: {exc.message}"
+                ),
+                action=(
+                    "Known: Entra accepts both the previous and the new secret, and neither is revoked. Not "
+                    "known: which one Nylas holds. The next try pushes again and finishes only once Nylas "
+                    "answers; nothing to do unless this repeats (docs/runbook.md#nylas-state-unknown)."
+                ),
+                details={"client_id": record.client_id, "new_key_id": record.key_id},
+            )
+        )
 
     def _refuse_no_room(
         self, record: TenantRecord, latest: SecretVersion, app: AppInfo, others: list[PasswordInfo]

@@ -297,7 +297,7 @@ def _outcome_json(outcome: Outcome) -> dict[str, object]:
     }
 
 
-FAILING_RESULTS = {Result.ROLLED_BACK, Result.BUSY, Result.REFUSED, Result.RETIRING}
+FAILING_RESULTS = {Result.ROLLED_BACK, Result.BUSY, Result.REFUSED, Result.RETIRING, Result.NYLAS_REFUSED}
 
 
 def _describe(outcome: Outcome) -> str:
@@ -316,6 +316,11 @@ def _describe(outcome: Outcome) -> str:
         return "stale: the record moved on since the scan; nothing to do"
     if r is Result.BUSY:
         return "busy: another run holds the tenant's lease; try again in a minute"
+    if r is Result.NYLAS_REFUSED:
+        return (
+            f"Nylas refused the push, nothing revoked: {outcome.message}; keys {outcome.key_id} (new) and "
+            f"{outcome.previous_key_id or '-'} (previous) both stay valid ({RUNBOOK}#nylas-refused)"
+        )
     if r is Result.REFUSED:
         return f"refused, nothing changed: {outcome.message} ({RUNBOOK}#secret-limit)"
     if r is Result.RETIRING:

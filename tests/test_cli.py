@@ -204,14 +204,14 @@ def test_rotate_due_rotates_each_due_tenant_with_progress_on_stderr_and_leaves_t
         assert check_settled(svc, emulators, tenant) == []
 
 
-def test_rotate_that_rolls_back_exits_1_and_points_to_the_runbook(svc, emulators, cli):
+def test_rotate_that_nylas_refuses_exits_1_and_points_to_the_runbook(svc, emulators, cli):
     provision(svc, emulators, "refused", "v3-connector")
     emulators.world.faults.inject("nylas.v3_patch_connector", status=401, times=10)
 
     code, out, _ = cli("rotate", "refused")
 
     assert code == 1
-    assert "rolled back" in out and "docs/runbook.md#rotation-failed" in out
+    assert "Nylas refused the push, nothing revoked" in out and "docs/runbook.md#nylas-refused" in out
 
 
 def test_rotate_needs_a_tenant_or_due_but_not_both(svc, cli):

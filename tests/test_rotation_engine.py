@@ -6,11 +6,12 @@ import threading
 
 import pytest
 
-from core.errors import DependencyUnavailable, NothingToConfirm
+from core.errors import DependencyUnavailable, NothingToConfirm, NylasStateUnknown
 from core.record import RotationState
 from devenv.scenario import (
     TARGETS,
     add_foreign_credential,
+    check_anytime,
     check_settled,
     credentials,
     mark_baseline,
@@ -19,6 +20,7 @@ from devenv.scenario import (
     provision,
     record,
     settle,
+    sign_in_user,
 )
 from rotation.engine import Result
 
@@ -80,7 +82,7 @@ def test_confirm_without_a_pending_manual_rotation_is_a_conflict(svc, emulators)
         svc.engine.confirm(tenant.name)
 
 
-def test_nylas_refusing_the_new_secret_rolls_back_to_the_previous_one(svc, emulators, alerts):
+def test_nylas_refusing_the_new_secret_keeps_both_secrets_and_the_next_run_pushes_again(svc, emulators, alerts):
     tenant = provision(svc, emulators, "refused", "v3-connector")
     _, before = record(svc, tenant)
     emulators.world.clock.advance(days=INTO_WINDOW_DAYS)
@@ -88,15 +90,41 @@ def test_nylas_refusing_the_new_secret_rolls_back_to_the_previous_one(svc, emula
 
     outcome = svc.engine.rotate(tenant.name)
 
-    assert outcome.result is Result.ROLLED_BACK
-    latest, after = record(svc, tenant)
-    assert after.state is RotationState.RESTORED and after.key_id == before.key_id
-    assert [p.key_id for p in credentials(emulators, tenant)[0]] == [before.key_id]
+    assert outcome.result is Result.NYLAS_REFUSED
+    _, after = record(svc, tenant)
+    assert after.state is RotationState.PENDING and after.previous_key_id == before.key_id
+    # Nothing revoked: an earlier try may have landed, so Nylas may hold either secret.
+    assert {p.key_id for p in credentials(emulators, tenant)[0]} == {before.key_id, after.key_id}
     assert nylas_holds_working_secret(emulators, tenant)
-    assert emulators.world.nylas.current(tenant.nylas_app_id)[1] == latest.value
-    assert alerts.kinds()[-1] == "rotation-failed"
+    assert alerts.kinds()[-1] == "nylas-refused"
     emulators.world.faults.clear()
-    assert settle(svc, emulators, tenant)[-1].result is Result.ROTATED  # the next night tries again
+    assert settle(svc, emulators, tenant)[-1].result is Result.ROTATED  # the next run pushes again
+    assert check_settled(svc, emulators, tenant) == []
+
+
+@pytest.mark.parametrize("target", ["v3-connector", "v2-integration"])
+@pytest.mark.parametrize("status", [401, 403, 404, 500])
+def test_a_failed_read_back_after_the_write_landed_revokes_nothing_and_settles(svc, emulators, alerts, target, status):
+    tenant = provision(svc, emulators, "doubt", target)
+    if target.startswith("v3-"):
+        sign_in_user(emulators, tenant, "ada@outlook.com")
+    _, before = record(svc, tenant)
+    emulators.world.clock.advance(days=INTO_WINDOW_DAYS)
+    read_back = "nylas.v3_get_connector" if target == "v3-connector" else "nylas.v2_get_integration"
+    emulators.world.faults.inject(read_back, status=status, times=10)
+
+    with pytest.raises(NylasStateUnknown):
+        svc.engine.rotate(tenant.name)
+
+    _, during = record(svc, tenant)
+    held = emulators.world.nylas.current(tenant.nylas_app_id)
+    new_secret = emulators.world.keyvault.value_of(f"nylas-entra-{tenant.name}")
+    assert held is not None and held[1] == new_secret  # the write landed
+    assert {p.key_id for p in credentials(emulators, tenant)[0]} == {before.key_id, during.key_id}
+    assert check_anytime(svc, emulators, tenant) == []
+    assert "nylas-state-unknown" in alerts.kinds() and "rotation-failed" not in alerts.kinds()
+    emulators.world.faults.clear()
+    assert settle(svc, emulators, tenant)[-1].result is Result.ROTATED
     assert check_settled(svc, emulators, tenant) == []
 
 
