@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import ssl
 import threading
 import uuid
@@ -292,18 +291,14 @@ def _app_info(app: Application) -> AppInfo:
     )
 
 
-_DAYS = re.compile(r"P(\d+)D|(\d+)\s*days", re.IGNORECASE)
-
-
 def _translate(exc: ODataError) -> Exception:
     status = exc.response_status_code or 0
     code = (exc.error.code if exc.error else None) or ""
     message = (exc.error.message if exc.error else None) or ""
     summary = f"{status} {code}: {message}"[:300]
     if code == "CredentialInvalidLifetimeAsPerAppPolicy":
-        match = _DAYS.search(message)
-        allowed = int(match.group(1) or match.group(2)) if match else None
-        return PolicyRejectedLifetime(DEPENDENCY, summary, status=status, error_code=code, allowed_days=allowed)
+        # The message names the policy's id, never its maximum (G8): the engine steps down a ladder.
+        return PolicyRejectedLifetime(DEPENDENCY, summary, status=status, error_code=code)
     if code == "TooManyAppPasswords":
         return TooManyAppPasswords(DEPENDENCY, summary, status=status, error_code=code)
     headers = {k.lower(): v for k, v in (exc.response_headers or {}).items()}

@@ -97,10 +97,6 @@ class PolicyRejectedLifetime(DependencyRejected):
 
     code = "lifetime_rejected_by_policy"
 
-    def __init__(self, dependency: str, message: str, *, allowed_days: int | None = None, **kwargs: object) -> None:
-        super().__init__(dependency, message, **kwargs)
-        self.allowed_days = allowed_days  # the policy's maximum, when Graph's message says it
-
 
 class NylasStateUnknown(DependencyUnavailable):
     """A write to Nylas was sent and nothing since says whether it landed (a 5xx, a lost answer, or a

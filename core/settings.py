@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from urllib.parse import urlsplit
 
 
 class SettingsError(ValueError):
@@ -68,11 +69,30 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
 }
 
 
+REGIONS = ("us", "eu")
 KNOWN_AUTHORITIES = {
     "https://login.microsoftonline.com",
     "https://login.microsoftonline.us",
     "https://login.chinacloudapi.cn",
 }
+
+
+def _url(name: str, raw: str, *, optional: bool = False) -> str:
+    """An https URL, or (``optional``) empty. An unresolved Key Vault reference (the app setting's
+    literal ``@Microsoft.KeyVault(...)`` text, when the platform could not read the secret) is named
+    as such: left as it is, every alert would be lost quietly."""
+    value = raw.strip()
+    if optional and not value:
+        return ""
+    if value.startswith("@Microsoft.KeyVault("):
+        raise SettingsError(
+            f"{name} is an unresolved Key Vault reference: the Functions host could not read the secret "
+            "(check the app's identity has Key Vault Secrets User, and the reference's URI)"
+        )
+    parsed = urlsplit(value)
+    if parsed.scheme != "https" or not parsed.hostname or any(c.isspace() for c in value):
+        raise SettingsError(f"{name} must be an https URL, got {value[:80]!r}")
+    return value
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -179,15 +199,13 @@ class Settings:
         kind = get("ALERT_WEBHOOK_KIND").lower()
         if kind not in {"generic", "teams", "slack"}:
             raise SettingsError(f"ALERT_WEBHOOK_KIND must be generic, teams or slack, got {kind!r}")
-        vault = get("KEY_VAULT_URL")
-        if not vault.startswith("https://"):
-            raise SettingsError(f"KEY_VAULT_URL must be an https URL, got {vault!r}")
+        vault = _url("KEY_VAULT_URL", get("KEY_VAULT_URL"))
         return cls(
             tenant_id=get("AZURE_TENANT_ID"),
             client_id=get("AZURE_CLIENT_ID"),
             client_secret=get("AZURE_CLIENT_SECRET"),
-            authority_host=get("AZURE_AUTHORITY_HOST").rstrip("/"),
-            graph_base_url=get("GRAPH_BASE_URL").rstrip("/"),
+            authority_host=_url("AZURE_AUTHORITY_HOST", get("AZURE_AUTHORITY_HOST")).rstrip("/"),
+            graph_base_url=_url("GRAPH_BASE_URL", get("GRAPH_BASE_URL")).rstrip("/"),
             key_vault_url=vault,
             verify_challenge_resource=_bool(
                 "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE", get("KEY_VAULT_VERIFY_CHALLENGE_RESOURCE")
@@ -205,10 +223,14 @@ class Settings:
             stuck_after_hours=_int("STUCK_AFTER_HOURS", get("STUCK_AFTER_HOURS"), 1, 720),
             orphan_grace_minutes=_int("ORPHAN_GRACE_MINUTES", get("ORPHAN_GRACE_MINUTES"), 0, 100_000),
             manual_escalate_days=_int("MANUAL_ESCALATE_DAYS", get("MANUAL_ESCALATE_DAYS"), 1, 365),
-            alert_webhook_url=get("ALERT_WEBHOOK_URL"),
+            alert_webhook_url=_url("ALERT_WEBHOOK_URL", get("ALERT_WEBHOOK_URL"), optional=True),
             alert_webhook_kind=kind,
-            nylas_v3_api={"us": get("NYLAS_V3_API_US").rstrip("/"), "eu": get("NYLAS_V3_API_EU").rstrip("/")},
-            nylas_v2_api={"us": get("NYLAS_V2_API_US").rstrip("/"), "eu": get("NYLAS_V2_API_EU").rstrip("/")},
+            nylas_v3_api={
+                r: _url(f"NYLAS_V3_API_{r.upper()}", get(f"NYLAS_V3_API_{r.upper()}")).rstrip("/") for r in REGIONS
+            },
+            nylas_v2_api={
+                r: _url(f"NYLAS_V2_API_{r.upper()}", get(f"NYLAS_V2_API_{r.upper()}")).rstrip("/") for r in REGIONS
+            },
             graph_writes_per_minute=_int("GRAPH_WRITES_PER_MINUTE", get("GRAPH_WRITES_PER_MINUTE"), 1, 100_000),
             http_timeout_seconds=_int("HTTP_TIMEOUT_SECONDS", get("HTTP_TIMEOUT_SECONDS"), 1, 600),
             http_max_retries=_int("HTTP_MAX_RETRIES", get("HTTP_MAX_RETRIES"), 0, 10),

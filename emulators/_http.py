@@ -71,6 +71,27 @@ def empty(status: int = 204, headers: dict[str, str] | None = None) -> Response:
     return Response(status, b"", dict(headers or {}))
 
 
+# What a gateway in front of a service (Azure Application Gateway, Front Door) answers when the
+# service behind it fails: an HTML page, not the service's JSON error (guessed page).
+_GATEWAY_PAGE = (
+    "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
+    "<center><h1>{status} {reason}</h1></center>\r\n<hr><center>Microsoft-Azure-Application-Gateway/v2</center>"
+    "\r\n</body>\r\n</html>\r\n"
+)
+
+
+def gateway_html_response(status: int, retry_after: float | None = None) -> Response:
+    """A fault with ``html=True``: the gateway's HTML page, ``Content-Type: text/html``."""
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Error"
+    headers = {"Content-Type": "text/html"}
+    if retry_after is not None:
+        headers["Retry-After"] = retry_after_value(retry_after)
+    return Response(status, _GATEWAY_PAGE.format(status=status, reason=reason).encode(), headers)
+
+
 def retry_after_value(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
 
@@ -153,6 +174,13 @@ class Service:
             503: "ServiceUnavailable",
             504: "GatewayTimeout",
         }.get(status, "Error")
+
+    def answer_fault(self, req: Request, route_id: str, fault: Fault) -> Response:
+        """The answer to a fault that answers: a gateway's HTML page (``html``), else the service's own
+        error format (``fault_response``)."""
+        if fault.html:
+            return gateway_html_response(fault.status or 502, fault.retry_after)
+        return self.fault_response(req, route_id, fault)
 
     def fault_response(self, req: Request, route_id: str, fault: Fault) -> Response:
         status = fault.status or 500
@@ -279,21 +307,23 @@ def make_handler(service: Service) -> type[BaseHTTPRequestHandler]:
                 world.kill(fault.kill_pid)
                 self._drop(req, route_id)
                 return
-            answers_early = fault is not None and fault.phase == "before" and (fault.drop or fault.status)
-            if fault is not None and answers_early:
+            answers = fault is not None and bool(fault.drop or fault.status or fault.html)
+            faulted = False
+            if fault is not None and answers and fault.phase == "before":
                 if fault.drop:
                     self._drop(req, route_id)
                     return
-                resp = service.fault_response(req, route_id, fault)
+                resp, faulted = service.answer_fault(req, route_id, fault), True
             else:
                 resp = self._process(req, handler)
-                if fault is not None and fault.phase == "after":
+                if fault is not None and answers and fault.phase == "after":
                     if fault.drop:
                         self._drop(req, route_id)
                         return
-                    if fault.status:
-                        resp = service.fault_response(req, route_id, fault)
-            service.decorate(req, resp)
+                    resp, faulted = service.answer_fault(req, route_id, fault), True
+            if not (faulted and fault is not None and fault.html):
+                # A gateway's page carries none of the service's own headers (request ids...).
+                service.decorate(req, resp)
             world.record_call(route_id, req.method, req.path, resp.status)
             self._send(resp)
 

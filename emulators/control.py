@@ -8,7 +8,19 @@ from typing import Any
 from ._http import HttpError, Request, Response, Service, empty, json_response
 from .world import World, iso
 
-_FAULT_KEYS = {"route", "status", "retry_after", "times", "latency", "drop", "phase", "error_code", "kill_pid", "skip"}
+_FAULT_KEYS = {
+    "route",
+    "status",
+    "retry_after",
+    "times",
+    "latency",
+    "drop",
+    "phase",
+    "error_code",
+    "kill_pid",
+    "skip",
+    "html",
+}
 
 
 def _body(req: Request) -> dict[str, Any]:
@@ -48,6 +60,7 @@ class ControlService(Service):
         self.add("POST", r"/graph/policy", "control.graph_policy", self.policy)
         self.add("POST", r"/graph/foreign_apps", "control.graph_foreign_app", self.foreign_app)
         self.add("POST", r"/graph/apps/(?P<oid>[^/]+)/passwords", "control.graph_add_password", self.add_password)
+        self.add("POST", r"/switches", "control.switches", self.switches)
         self.add("POST", r"/delays", "control.delays", self.delays)
         self.add("POST", r"/latency", "control.latency", self.latency)
         self.add("GET", r"/health", "control.health", self.health)
@@ -195,7 +208,10 @@ class ControlService(Service):
         body = _body(req)
         value = body.get("lifetime_max_days")
         self.world.graph.lifetime_policy_max_days = int(value) if value is not None else None
-        return json_response(200, {"lifetime_max_days": self.world.graph.lifetime_policy_max_days})
+        return json_response(
+            200,
+            {"lifetime_max_days": self.world.graph.lifetime_policy_max_days, "id": self.world.graph.tenant_policy_id},
+        )
 
     def foreign_app(self, req: Request) -> Response:
         body = _body(req)
@@ -203,8 +219,28 @@ class ControlService(Service):
             str(body.get("display_name", "someone else's app")),
             owner=str(body.get("owner", "someone-else")),
             unique_name=body.get("unique_name"),
+            service_principal=bool(body.get("service_principal", True)),
         )
         return json_response(201, {"id": app.object_id, "appId": app.app_id})
+
+    def switches(self, req: Request) -> Response:
+        """World switches that change how a service answers (reset() turns them off again)."""
+        body = _body(req)
+        known = {"keyvault_empty_pages", "graph_sp_denied_while_replicating"}
+        if set(body) - known:
+            raise HttpError(400, "BadRequest", f"Unknown switches: {sorted(set(body) - known)}")
+        kv, graph = self.world.keyvault, self.world.graph
+        if "keyvault_empty_pages" in body:
+            kv.empty_pages = bool(body["keyvault_empty_pages"])
+        if "graph_sp_denied_while_replicating" in body:
+            graph.sp_denied_while_replicating = bool(body["graph_sp_denied_while_replicating"])
+        return json_response(
+            200,
+            {
+                "keyvault_empty_pages": kv.empty_pages,
+                "graph_sp_denied_while_replicating": graph.sp_denied_while_replicating,
+            },
+        )
 
     def add_password(self, req: Request, oid: str) -> Response:
         body = _body(req)

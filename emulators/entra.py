@@ -121,6 +121,13 @@ _ERRORS: dict[str, tuple[str, int, str]] = {
         "Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or "
         "consider using certificate credentials for added security: https://aka.ms/certCreds.",
     ),
+    # [T4]; the status is UNCONFIRMED: 401 like Entra's other invalid_client refusals (guessed).
+    "AADSTS7000229": (
+        "invalid_client",
+        401,
+        "The client application {client_id} is missing service principal in the tenant {tenant}. See "
+        "instructions here: https://go.microsoft.com/fwlink/?linkid=2225119",
+    ),
     "AADSTS900144": ("invalid_request", 400, "The request body must contain the following parameter: '{param}'."),
     "AADSTS70003": ("unsupported_grant_type", 400, "The app requested an unsupported grant type '{grant}'."),
     "AADSTS500011": (
@@ -361,6 +368,8 @@ class EntraService(Service):
         if not secret and self.world.graph.by_app_id(client_id) is not None:
             return self._aadsts("AADSTS7000218")
         ok, code = self.world.entra.token_works(tenant, client_id, secret)
+        if code == "AADSTS7000229":  # names the directory by its id
+            return self._aadsts(code, tenant=self.world.entra.tenant_id, client_id=client_id)
         if not ok:
             return self._aadsts(code, tenant=tenant, client_id=client_id)
         token = self.world.entra.issue_token(client_id, resource)

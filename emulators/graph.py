@@ -1,9 +1,11 @@
-"""Microsoft Graph v1.0: applications, their password credentials, service principals.
+"""Microsoft Graph v1.0: applications, their owners and password credentials, service principals.
 
-Permission model is Application.ReadWrite.OwnedBy: a caller sees and changes
-only the applications it created (or was made owner of). New objects are
-invisible to keyed reads for ``world.graph.replication_delay`` seconds, like
-Entra's directory replication.
+Permission model is Application.ReadWrite.OwnedBy [G3][G4]: a caller reads every
+application and service principal of the directory, but changes (PATCH, DELETE,
+addPassword, removePassword, POST /servicePrincipals [G5]) only the applications it
+owns (those it created [G6], or was made owner of); adding owners is refused. New
+objects are invisible to keyed reads for ``world.graph.replication_delay`` seconds,
+like Entra's directory replication [G12].
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .world import (
     World,
     add_years,
     default_app_data,
+    stable_guid,
 )
 
 PAGE_SIZE = 100
@@ -85,6 +88,19 @@ def _not_found(ident: str) -> HttpError:
 
 def _denied() -> HttpError:
     return HttpError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+
+
+# POST /servicePrincipals under Application.ReadWrite.OwnedBy for an app the caller does not own (or
+# whose ownership has not replicated yet) [G12]; Graph's own wording, grammar included.
+_SP_BACKING_APP = (
+    "When using this permission, the backing application of the service principal being created must in the "
+    "local tenant"
+)
+
+
+def _sp_no_app(app_id: str) -> HttpError:
+    """POST /servicePrincipals for an appId Graph cannot resolve (yet) [G12]."""
+    return _bad(f"The appId '{app_id}' of the service principal does not reference a valid application object.")
 
 
 def _bad(message: str, code: str = "Request_BadRequest") -> HttpError:
@@ -157,6 +173,9 @@ class GraphService(Service):
         self.add("GET", v + r"/applications" + _KEY, "graph.get_application", self.get_by_key)
         self.add("PATCH", v + r"/applications" + _KEY, "graph.upsert_application", self.patch_by_key)
         self.add("DELETE", v + r"/applications" + _KEY, "graph.delete_application", self.delete_by_key)
+        self.add("GET", v + r"/applications" + _KEY + r"/owners", "graph.list_owners", self.list_owners_by_key)
+        self.add("GET", v + r"/applications/(?P<oid>[^/()]+)/owners", "graph.list_owners", self.list_owners)
+        self.add("POST", v + r"/applications/(?P<oid>[^/()]+)/owners/\$ref", "graph.add_owner", self.add_owner)
         self.add("GET", v + r"/applications/(?P<oid>[^/()]+)", "graph.get_application", self.get_application)
         self.add("PATCH", v + r"/applications/(?P<oid>[^/()]+)", "graph.update_application", self.update_application)
         self.add("DELETE", v + r"/applications/(?P<oid>[^/()]+)", "graph.delete_application", self.delete_application)
@@ -277,8 +296,14 @@ class GraphService(Service):
         return graph.by_app_id(value) if key == "appId" else graph.by_unique_name(value)
 
     def _app(self, req: Request, oid: str) -> GraphApp:
+        """An app the caller may change: visible (replicated) and owned by the caller."""
         caller = self._caller(req)
         return self._owned(caller, self._visible(self.world.graph.apps.get(oid), oid))
+
+    def _readable(self, req: Request, oid: str) -> GraphApp:
+        """An app the caller may read: any replicated app of the directory [G3]."""
+        self._caller(req)
+        return self._visible(self.world.graph.apps.get(oid), oid)
 
     # -- write quota of personal-account apps [G11]
     def _quota(self, caller: str, *states: dict[str, Any]) -> None:
@@ -378,12 +403,58 @@ class GraphService(Service):
         )
 
     def get_application(self, req: Request, oid: str) -> Response:
-        return json_response(200, self._app_json(req, self._app(req, oid)), None, ODATA_JSON)
+        return json_response(200, self._app_json(req, self._readable(req, oid)), None, ODATA_JSON)
 
     def get_by_key(self, req: Request, key: str, value: str) -> Response:
-        caller = self._caller(req)
-        app = self._owned(caller, self._visible(self._by_key(key, value), f"{key}='{value}'"))
+        self._caller(req)
+        app = self._visible(self._by_key(key, value), f"{key}='{value}'")
         return json_response(200, self._app_json(req, app), None, ODATA_JSON)
+
+    # -- owners [G4][G6]
+    def _owner_json(self, owner: str) -> dict[str, Any] | None:
+        """An owner as Graph lists it (a directoryObject): a calling app's service principal, or a
+        user. An app owner whose service principal is gone is no longer listed."""
+        graph = self.world.graph
+        sp = graph.sp_by_app_id(owner)
+        if sp is not None:
+            return {"@odata.type": "#microsoft.graph.servicePrincipal", **sp.to_json()}
+        if graph.by_app_id(owner) is not None:
+            return None
+        upn = owner if "@" in owner else f"{owner}@{self.world.entra.tenant_domain}"
+        return {
+            "@odata.type": "#microsoft.graph.user",
+            "id": stable_guid("user", upn),
+            "businessPhones": [],
+            "displayName": upn.split("@", 1)[0],
+            "givenName": None,
+            "jobTitle": None,
+            "mail": None,
+            "mobilePhone": None,
+            "officeLocation": None,
+            "preferredLanguage": None,
+            "surname": None,
+            "userPrincipalName": upn,
+        }
+
+    def _owners(self, req: Request, app: GraphApp) -> Response:
+        owners = [self._owner_json(o) for o in sorted(app.owners)]
+        body = {
+            "@odata.context": self._context(req, "directoryObjects"),
+            "value": [o for o in owners if o is not None],
+        }
+        return json_response(200, body, None, ODATA_JSON)
+
+    def list_owners(self, req: Request, oid: str) -> Response:
+        return self._owners(req, self._readable(req, oid))
+
+    def list_owners_by_key(self, req: Request, key: str, value: str) -> Response:
+        self._caller(req)
+        return self._owners(req, self._visible(self._by_key(key, value), f"{key}='{value}'"))
+
+    def add_owner(self, req: Request, oid: str) -> Response:
+        """Adding owners needs Application.ReadWrite.All [G4]: refused under OwnedBy, owned app or not."""
+        self._readable(req, oid)
+        raise _denied()
 
     def update_application(self, req: Request, oid: str) -> Response:
         caller = self._caller(req)
@@ -451,10 +522,11 @@ class GraphService(Service):
         return self._delete(app)
 
     def list_applications(self, req: Request) -> Response:
-        caller = self._caller(req)
+        self._caller(req)
         predicate = _parse_filter(req.q("$filter"))
+        # Every application of the directory, owned or not [G3].
         apps = sorted(
-            (a for a in self.world.graph.apps.values() if caller in a.owners and predicate(a)),
+            (a for a in self.world.graph.apps.values() if predicate(a)),
             key=lambda a: (a.created, a.object_id),
         )
         top_raw = req.q("$top")
@@ -505,12 +577,15 @@ class GraphService(Service):
         end = _parse_dt(cred_in["endDateTime"], "endDateTime") if cred_in.get("endDateTime") else add_years(start, 2)
         if end <= start:
             raise _bad("Invalid value specified for property 'endDateTime' of resource 'PasswordCredential'.")
-        max_days = self.world.graph.lifetime_policy_for(app)
-        if max_days is not None and end - start > timedelta(days=max_days):
-            raise _bad(
-                f"Credential lifetime exceeds the max value allowed as per assigned policy "
-                f"(maximum {max_days} days, P{max_days}D).",
+        policy = self.world.graph.lifetime_policy(app)
+        if policy is not None and end - start > timedelta(days=policy.max_days):
+            # [G8]: the message names the policy, never the allowed maximum.
+            message = f"Credential lifetime exceeds the max value allowed as per assigned policy '{policy.id}'."
+            raise HttpError(
+                400,
                 "CredentialInvalidLifetimeAsPerAppPolicy",
+                message,
+                details=[{"code": "InvalidKeyEndDate", "message": message, "target": "EndDate"}],
             )
         display = cred_in.get("displayName")
         cred = self.world.graph.new_password(app, str(display) if display is not None else None, start, end)
@@ -545,8 +620,14 @@ class GraphService(Service):
         graph = self.world.graph
         app = graph.by_app_id(app_id)
         if app is None:
-            raise _bad(f"The appId '{app_id}' of the service principal does not reference a valid application object.")
-        self._visible(app, app_id)
+            raise _sp_no_app(app_id)
+        if not graph.replicated(app.created):
+            # Right after the app's creation Graph does not resolve it yet [G12].
+            if graph.sp_denied_while_replicating:
+                raise HttpError(403, "Authorization_RequestDenied", _SP_BACKING_APP)
+            raise _sp_no_app(app_id)
+        if caller not in app.owners:
+            raise HttpError(403, "Authorization_RequestDenied", _SP_BACKING_APP)  # [G5][G12]
         if graph.sp_by_app_id(app_id) is not None:
             raise HttpError(
                 409,

@@ -180,18 +180,26 @@ class KeyVaultService(Service):
             raise _bad(f"Invalid value for maxresults: {raw}") from None
         if not 1 <= size <= MAX_PAGE:
             raise _bad(f"The value {size} for maxresults is out of range. It must be between 1 and {MAX_PAGE}.")
-        offset = 0
+        kind, offset = "offset", 0
         token = req.q("$skiptoken")
         if token:
             try:
-                offset = int(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().split(":", 1)[1])
+                kind, raw_offset = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().split(":", 1)
+                offset = int(raw_offset)
             except (ValueError, IndexError):
                 raise _bad("Invalid $skiptoken.") from None
+
+        def link(kind: str, offset: int) -> str:
+            skip = base64.urlsafe_b64encode(f"{kind}:{offset}".encode()).decode().rstrip("=")
+            version = quote(req.q("api-version") or "", safe="")
+            return f"{self.base_url}{path}?api-version={version}&$skiptoken={skip}&maxresults={size}"
+
+        if self.world.keyvault.empty_pages and kind != "page":
+            # [K2]: a page may hold nothing and still name the next one; only nextLink ends a listing.
+            return json_response(200, {"value": [], "nextLink": link("page", offset)})
         body: dict[str, Any] = {"value": [build(e) for e in entries[offset : offset + size]], "nextLink": None}
         if offset + size < len(entries):
-            skip = base64.urlsafe_b64encode(f"offset:{offset + size}".encode()).decode().rstrip("=")
-            version = quote(req.q("api-version") or "", safe="")
-            body["nextLink"] = f"{self.base_url}{path}?api-version={version}&$skiptoken={skip}&maxresults={size}"
+            body["nextLink"] = link("offset", offset + size)
         return json_response(200, body)
 
     # -- lookups

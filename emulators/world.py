@@ -31,7 +31,6 @@ GRAPH_RESOURCE = "https://graph.microsoft.com"
 GRAPH_RESOURCE_ID = "00000003-0000-0000-c000-000000000000"
 VAULT_RESOURCE = "https://vault.azure.net"
 TOKEN_LIFETIME_SECONDS = 3599
-SYSTEM_OWNER = "system"
 PERSONAL_AUDIENCES = frozenset({"AzureADandPersonalMicrosoftAccount", "PersonalMicrosoftAccount"})
 PERSONAL_WRITE_LIMIT = 60
 PERSONAL_WRITE_WINDOW_SECONDS = 60.0
@@ -100,6 +99,7 @@ class Fault:
     error_code: str | None = None
     kill_pid: int | None = None
     skip: int = 0  # let this many matching requests through untouched first (fault the Nth call)
+    html: bool = False  # answer with a gateway's HTML page instead of the service's JSON error
 
     def matches(self, route_id: str) -> bool:
         if self.route == "*":
@@ -119,6 +119,7 @@ class Fault:
             "error_code": self.error_code,
             "kill_pid": self.kill_pid,
             "skip": self.skip,
+            "html": self.html,
         }
 
 
@@ -174,7 +175,10 @@ class Faults:
         error_code: str | None = None,
         kill_pid: int | None = None,
         skip: int = 0,
+        html: bool = False,
     ) -> None:
+        """Queue a fault. ``html=True`` answers like a gateway in front of the service (status 502
+        unless ``status`` says otherwise, ``Content-Type: text/html``, an HTML page, no JSON)."""
         if skip < 0:
             raise ValueError("skip must not be negative")
         if phase not in {"before", "after"}:
@@ -183,7 +187,9 @@ class Faults:
             raise ValueError("times must be at least 1")
         if status is not None and not 100 <= status <= 599:
             raise ValueError("status must be an HTTP status code")
-        fault = Fault(route, status, retry_after, times, latency, drop, phase, error_code, kill_pid, skip)
+        if html and status is None:
+            status = 502
+        fault = Fault(route, status, retry_after, times, latency, drop, phase, error_code, kill_pid, skip, bool(html))
         with self._lock:
             self._faults.append(fault)
 
@@ -318,6 +324,23 @@ def default_app_data(display_name: str, tenant_domain: str) -> dict[str, Any]:
     }
 
 
+# Namespace of the emulator's stable GUIDs (app-management policy ids, user ids).
+_GUID_NAMESPACE = uuid.UUID("6f1c2a6e-3b7d-4c59-9a51-0b8e2f4d7c10")
+
+
+def stable_guid(kind: str, key: str) -> str:
+    """A GUID that is the same for the same (kind, key) in every world and every run."""
+    return str(uuid.uuid5(_GUID_NAMESPACE, f"{kind}:{key.lower()}"))
+
+
+@dataclass(frozen=True)
+class LifetimePolicy:
+    """An app-management policy's passwordLifetime restriction [G8][G10]: its id and maximum."""
+
+    id: str
+    max_days: int
+
+
 class GraphState:
     """Applications and service principals of the single emulated tenant."""
 
@@ -325,10 +348,18 @@ class GraphState:
         self._world = world
         self.apps: dict[str, GraphApp] = {}
         self.service_principals: dict[str, ServicePrincipal] = {}
+        # The tenant's default app-management policy (tenantAppManagementPolicy): its id names it in
+        # CredentialInvalidLifetimeAsPerAppPolicy [G8]; lifetime_policy_max_days is its maximum.
+        self.tenant_policy_id: str = stable_guid("policy", "tenant-default")
         self.lifetime_policy_max_days: int | None = None
-        # App-management policies assigned to single apps (by uniqueName), beside the tenant default.
+        # App-management policies assigned to single apps (by uniqueName), beside the tenant default;
+        # each one's id is app_policy_id(uniqueName).
         self.app_lifetime_policies: dict[str, int] = {}
         self.replication_delay: float = 0.0
+        # While an app is replicating, POST /servicePrincipals answers 400 Request_BadRequest [G12];
+        # True makes it answer the other refusal seen then under Application.ReadWrite.OwnedBy
+        # (403 "When using this permission, the backing application ... must in the local tenant").
+        self.sp_denied_while_replicating: bool = False
         # Write quota on apps that personal accounts may sign in to [G11]: at most
         # personal_write_limit writes per sliding personal_write_window_seconds of world time,
         # per (calling app, tenant). None turns the quota off.
@@ -343,6 +374,7 @@ class GraphState:
         self.service_principals.clear()
         self.lifetime_policy_max_days = None
         self.app_lifetime_policies.clear()
+        self.sp_denied_while_replicating = False
         self.personal_write_limit = PERSONAL_WRITE_LIMIT
         self.personal_write_window_seconds = PERSONAL_WRITE_WINDOW_SECONDS
         self.personal_writes.clear()
@@ -366,10 +398,26 @@ class GraphState:
         return None
 
     # -- lookups (callers hold world.lock)
+    @staticmethod
+    def app_policy_id(unique_name: str) -> str:
+        """The id of the app-management policy assigned to the app with this uniqueName."""
+        return stable_guid("policy", f"app:{unique_name}")
+
+    def lifetime_policy(self, app: GraphApp) -> LifetimePolicy | None:
+        """The passwordLifetime policy that applies to this app: one assigned to it, else the
+        tenant default; None when neither restricts lifetimes."""
+        key = (app.unique_name or "").lower()
+        own = next((days for name, days in self.app_lifetime_policies.items() if name.lower() == key), None)
+        if key and own is not None:
+            return LifetimePolicy(self.app_policy_id(key), own)
+        if self.lifetime_policy_max_days is not None:
+            return LifetimePolicy(self.tenant_policy_id, self.lifetime_policy_max_days)
+        return None
+
     def lifetime_policy_for(self, app: GraphApp) -> int | None:
-        """The policy that applies to this app: one assigned to it, else the tenant default."""
-        own = self.app_lifetime_policies.get((app.unique_name or "").lower())
-        return own if own is not None else self.lifetime_policy_max_days
+        """The maximum password lifetime in days for this app (see lifetime_policy), or None."""
+        policy = self.lifetime_policy(app)
+        return policy.max_days if policy else None
 
     def by_app_id(self, app_id: str) -> GraphApp | None:
         return next((a for a in self.apps.values() if a.app_id.lower() == app_id.lower()), None)
@@ -386,7 +434,9 @@ class GraphState:
         return (self._world.clock.now() - created).total_seconds() >= self.replication_delay
 
     # -- mutations
-    def create_app(self, owner: str, data: dict[str, Any]) -> GraphApp:
+    def create_app(self, owner: str, data: dict[str, Any], *, service_principal: bool = False) -> GraphApp:
+        """An application owned by ``owner`` (a calling app's client id, or a user's name/UPN), as
+        POST /applications makes it: without a service principal unless ``service_principal``."""
         with self._world.lock:
             body = default_app_data(str(data.get("displayName") or ""), self._world.entra.tenant_domain)
             body.update(data)
@@ -398,16 +448,38 @@ class GraphState:
                 data=body,
             )
             self.apps[app.object_id] = app
+            if service_principal:
+                self.add_service_principal(app, owner)
             return app
 
+    def add_service_principal(self, app: GraphApp, owner: str | None = None) -> ServicePrincipal:
+        """The app's service principal in this tenant (what POST /servicePrincipals makes), or the one
+        it already has. Without one the token endpoint refuses the app's client credentials
+        (AADSTS7000229)."""
+        with self._world.lock:
+            existing = self.sp_by_app_id(app.app_id)
+            if existing is not None:
+                return existing
+            sp = ServicePrincipal(
+                str(uuid.uuid4()), app.app_id, app.display_name, self._world.clock.now(), {owner} if owner else set()
+            )
+            self.service_principals[sp.object_id] = sp
+            return sp
+
     def add_foreign_app(
-        self, display_name: str = "someone else's app", *, owner: str = "someone-else", unique_name: str | None = None
+        self,
+        display_name: str = "someone else's app",
+        *,
+        owner: str = "someone-else",
+        unique_name: str | None = None,
+        service_principal: bool = True,
     ) -> GraphApp:
-        """An app the service's identity does not own (Graph answers 403 for it)."""
+        """An app the service's identity does not own: it may read it but not change it (403). Made
+        like an app registered in the portal, with its service principal (``service_principal``)."""
         data: dict[str, Any] = {"displayName": display_name}
         if unique_name:
             data["uniqueName"] = unique_name
-        return self.create_app(owner, data)
+        return self.create_app(owner, data, service_principal=service_principal)
 
     def new_password(
         self, app: GraphApp, display_name: str | None, start: datetime, end: datetime
@@ -468,7 +540,8 @@ class ServiceIdentity:
     tenant_id: str
     client_id: str
     client_secret: str = field(repr=False)
-    object_id: str = ""
+    object_id: str = ""  # the application object
+    sp_object_id: str = ""  # its service principal: the owner Graph lists for the apps it creates
 
 
 # Tenant id every personal Microsoft account carries as its 'tid' (the consumers directory).
@@ -602,10 +675,15 @@ class EntraState:
 
     # -- client authentication
     def token_works(self, tenant: str, client_id: str, client_secret: str) -> tuple[bool, str]:
-        """The token endpoint's decision without HTTP: (ok, AADSTS code or '' when ok)."""
+        """The token endpoint's client-credentials decision without HTTP: (ok, AADSTS code or '' when
+        ok). Beside client authentication, the app needs a service principal in the tenant
+        (AADSTS7000229 [T4]; checked before the secret: guessed order)."""
         with self._world.lock:
             if not self.known_tenant(tenant):
                 return False, "AADSTS90002"
+            graph = self._world.graph
+            if graph.by_app_id(client_id) is not None and graph.sp_by_app_id(client_id) is None:
+                return False, "AADSTS7000229"
             return self.client_works(client_id, client_secret)
 
     def client_works(self, client_id: str, client_secret: str) -> tuple[bool, str]:
@@ -792,6 +870,8 @@ class KeyVaultState:
         self.purge_protection = True
         self.retention_days = 90
         self.allowed_clients: set[str] = set()
+        # Listings put an empty page that still carries a nextLink before every page [K2].
+        self.empty_pages = False
 
     @property
     def recovery_level(self) -> str:
@@ -801,6 +881,7 @@ class KeyVaultState:
         self.secrets.clear()
         self.deleted.clear()
         self.purge_protection = True
+        self.empty_pages = False
 
     def expire_deleted(self) -> None:
         """Soft-deleted secrets past their scheduled purge date disappear (Key Vault's own purge)."""
@@ -1234,7 +1315,11 @@ class World:
         self.nylas = NylasState(self)
         self._defaults: tuple[float, float, int | None, bool] = (0.0, 0.0, None, True)
         self.identity = ServiceIdentity(
-            self.entra.tenant_id, str(uuid.uuid4()), new_client_secret(), object_id=str(uuid.uuid4())
+            self.entra.tenant_id,
+            str(uuid.uuid4()),
+            new_client_secret(),
+            object_id=str(uuid.uuid4()),
+            sp_object_id=str(uuid.uuid4()),
         )
         self._register_identity()
 
@@ -1294,15 +1379,18 @@ class World:
             self._register_identity()
 
     def _register_identity(self) -> None:
-        """The service's own app: owned by nobody, a never-expiring secret, allowed into the vault."""
+        """The service's own app: owned by no one, with its service principal (so it gets tokens),
+        a never-expiring secret, allowed into the vault."""
         ident = self.identity
         # Backdated so neither replication nor propagation delays ever apply to it.
+        since = datetime(2000, 1, 1, tzinfo=UTC)
+        name = "nylas-entra-rotator (service identity)"
         app = GraphApp(
             object_id=ident.object_id,
             app_id=ident.client_id,
-            created=datetime(2000, 1, 1, tzinfo=UTC),
-            owners={SYSTEM_OWNER},
-            data=default_app_data("nylas-entra-rotator (service identity)", self.entra.tenant_domain),
+            created=since,
+            owners=set(),
+            data=default_app_data(name, self.entra.tenant_domain),
         )
         app.password_credentials.append(
             PasswordCredential(
@@ -1315,6 +1403,8 @@ class World:
             )
         )
         self.graph.apps[app.object_id] = app
+        sp = ServicePrincipal(ident.sp_object_id or str(uuid.uuid4()), ident.client_id, name, since, set())
+        self.graph.service_principals[sp.object_id] = sp
         self.keyvault.allowed_clients = {ident.client_id}
 
     def secret_values(self) -> set[str]:
@@ -1332,12 +1422,15 @@ class World:
         return {s for s in found if s and len(s) >= 8}
 
     def nylas_secret_works(self, app_id: str) -> bool:
-        """True iff the secret Nylas holds for app_id gets a token for the Entra app it names."""
+        """True iff Entra accepts the secret Nylas holds for app_id as a live, propagated secret of
+        the Entra app it names (what Nylas's code and refresh-token redemptions need)."""
         held = self.nylas.current(app_id)
         if held is None:
             return False
         client_id, client_secret = held
-        ok, _ = self.entra.token_works(self.entra.tenant_id, client_id, client_secret)
+        # Nylas redeems codes and refresh tokens (user grants): client authentication alone, no
+        # client-credentials token, so no service principal is needed here.
+        ok, _ = self.entra.client_works(client_id, client_secret)
         return ok
 
     def kill(self, pid: int) -> None:
@@ -1353,6 +1446,7 @@ class World:
                 "graph": {
                     "apps": self.graph.snapshot(),
                     "lifetime_policy_max_days": self.graph.lifetime_policy_max_days,
+                    "tenant_policy_id": self.graph.tenant_policy_id,
                     "replication_delay": self.graph.replication_delay,
                 },
                 "entra": {"propagation_delay": self.entra.propagation_delay},

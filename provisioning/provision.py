@@ -44,6 +44,9 @@ log = logging.getLogger("provisioning")
 T = TypeVar("T")
 
 APP_TAG = MARKER  # a tag on the app registration, so people in the portal see who manages it
+# A Key Vault secret that holds a tenant's Nylas credential says so, and names its tenant.
+NYLAS_CREDENTIAL_PURPOSE_TAG = "purpose"
+NYLAS_CREDENTIAL_PURPOSE = "nylas-credential"
 REPLICATION_RETRIES = 6
 # Where users start Nylas v3 hosted auth (world-facts §2); the emulators stand in for these locally.
 NYLAS_V3_PUBLIC_API = {"us": "https://api.us.nylas.com", "eu": "https://api.eu.nylas.com"}
@@ -294,6 +297,17 @@ class Provisioner:
                 "not a Nylas credential",
                 field="nylas.credentialSecret",
             )
+        tags = stored.tags or {}
+        if tags.get(NYLAS_CREDENTIAL_PURPOSE_TAG) != NYLAS_CREDENTIAL_PURPOSE or tags.get("tenant") != request.tenant:
+            # Otherwise any secret in the vault (another tenant's Nylas key among them) could be sent
+            # to Nylas on this tenant's behalf.
+            raise BadRequest(
+                f"Key Vault secret {request.nylas.credential_secret} is not marked as tenant "
+                f"{request.tenant}'s Nylas credential: tag it purpose={NYLAS_CREDENTIAL_PURPOSE} and "
+                f"tenant={request.tenant} (az keyvault secret set-attributes --tags ...), or send "
+                "nylas.credential inline",
+                field="nylas.credentialSecret",
+            )
         if not stored.value:
             raise BadRequest(
                 f"Key Vault secret {request.nylas.credential_secret} is empty", field="nylas.credentialSecret"
@@ -372,7 +386,11 @@ class Provisioner:
         self.deps.vault.set(
             ref,
             request.nylas.credential,
-            tags={"managed-by": MARKER, "tenant": request.tenant, "purpose": "nylas-credential"},
+            tags={
+                "managed-by": MARKER,
+                "tenant": request.tenant,
+                NYLAS_CREDENTIAL_PURPOSE_TAG: NYLAS_CREDENTIAL_PURPOSE,
+            },
             expires_on=None,
             content_type="application/vnd.nylas-entra-rotator.nylas-credential",
         )

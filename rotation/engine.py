@@ -56,8 +56,8 @@ from core.record import CREDENTIAL_PREFIX, NylasTarget, RotationState, TenantRec
 log = logging.getLogger("rotation")
 
 CONTENT_TYPE = "application/vnd.nylas-entra-rotator.client-secret"
-# When a tenant policy refuses a lifetime and does not say the maximum, try these.
-FALLBACK_LIFETIMES_DAYS = (365, 180, 90, 60, 30)
+# When a tenant policy refuses a lifetime (Graph never says the maximum), try these, longest first.
+LIFETIME_LADDER_DAYS = (365, 180, 90, 60, 30, 14, 7)
 
 
 class Result(StrEnum):
@@ -290,20 +290,28 @@ class RotationEngine:
         return stored, pending
 
     def add_password_within_policy(self, object_id: str, rotation_id: str, lifetime_days: int) -> NewPassword:
-        """addPassword for lifetime_days; if a tenant policy refuses, retry with the longest it allows."""
+        """addPassword for lifetime_days; if a tenant policy refuses, step down the ladder to a week.
+
+        Graph's refusal names the policy, not its maximum (world-facts §4b, G8), so the longest
+        accepted lifetime is found by trying; the caller records it (``lifetime_days``), and the next
+        rotation asks for that first."""
         name = credential_display_name(rotation_id)
         now = self.deps.clock.now()
         try:
             return self.deps.graph.add_password(object_id, name, now + timedelta(days=lifetime_days))
         except PolicyRejectedLifetime as exc:
-            allowed = exc.allowed_days
-            candidates = [allowed] if allowed else [d for d in FALLBACK_LIFETIMES_DAYS if d < lifetime_days]
             last: PolicyRejectedLifetime = exc
-            for days in candidates:
+            for days in (d for d in LIFETIME_LADDER_DAYS if d < lifetime_days):
                 try:
-                    return self.deps.graph.add_password(object_id, name, now + timedelta(days=days))
+                    made = self.deps.graph.add_password(object_id, name, now + timedelta(days=days))
                 except PolicyRejectedLifetime as again:
                     last = again
+                    continue
+                log.warning(
+                    "a lifetime policy capped the secret",
+                    extra={"step": "create", "asked_days": lifetime_days, "granted_days": days},
+                )
+                return made
             raise last from exc
 
     def store(self, tenant: str, new: NewPassword, record: TenantRecord) -> SecretVersion:

@@ -50,10 +50,20 @@ def _all_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
 
 
+def leaked(secrets: set[str], records: list[logging.LogRecord], extra_texts: list[str]) -> list[str]:
+    """Hints of the secret values that appear in any of these log records (message, arguments,
+    ``extra=`` fields, exception text) or texts."""
+    texts = [r.getMessage() + " " + str(r.__dict__) for r in records]
+    texts += [r.exc_text or "" for r in records]
+    texts += extra_texts
+    return [s[:3] + "…" for s in secrets if any(s in t for t in texts)]
+
+
 @pytest.fixture(autouse=True)
 def _no_secret_in_logs_or_alerts(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """A secret value never appears in a log record or an alert: checked after every test that ran
-    against the emulators, over everything the test logged at any level."""
+    against the emulators, over everything logged at any level in every phase (setup, the test body
+    and teardown: pytest keeps each phase's records apart, so all three are read)."""
     if "emulators" not in request.fixturenames:
         yield
         return
@@ -61,13 +71,10 @@ def _no_secret_in_logs_or_alerts(request: pytest.FixtureRequest, caplog: pytest.
     emulators: Emulators = request.getfixturevalue("emulators")
     alerts = request.getfixturevalue("alerts") if "alerts" in request.fixturenames else None
     yield
-    secrets = emulators.world.secret_values()
-    texts = [r.getMessage() + " " + str(r.__dict__) for r in caplog.records]
-    texts += [r.exc_text or "" for r in caplog.records]
-    if alerts is not None:
-        texts += [repr(a) + str(a.details) for a in alerts.alerts]
-    leaked = [s[:3] + "…" for s in secrets if any(s in t for t in texts)]
-    assert not leaked, f"secret values (hints shown) leaked into logs or alerts: {leaked}"
+    records = [r for when in ("setup", "call", "teardown") for r in caplog.get_records(when)]
+    texts = [repr(a) + str(a.details) for a in alerts.alerts] if alerts is not None else []
+    found = leaked(emulators.world.secret_values(), records, texts)
+    assert not found, f"secret values (hints shown) leaked into logs or alerts: {found}"
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

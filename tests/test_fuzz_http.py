@@ -293,7 +293,8 @@ def prepare(svc: Any, emulators: Any, body: dict[str, Any]) -> None:
     credential = nylas.get("credential", "")
     if nylas.get("credentialSecret"):
         credential = f"nylas-credential-in-key-vault-{len(nylas['credentialSecret']):04d}"
-        svc.deps.vault.set(nylas["credentialSecret"], credential, tags={}, expires_on=None, content_type="text/plain")
+        tags = {"purpose": "nylas-credential", "tenant": body["tenant"]}  # marked as this tenant's Nylas key
+        svc.deps.vault.set(nylas["credentialSecret"], credential, tags=tags, expires_on=None, content_type="text/plain")
     register_nylas(emulators, {"nylas": {**nylas, "credential": credential}})
 
 

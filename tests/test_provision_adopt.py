@@ -208,3 +208,41 @@ def test_credential_secret_naming_a_tenant_client_secret_is_refused_before_any_w
     assert response_json(response)["error"]["field"] == "nylas.credentialSecret"
     assert writes(emulators) == {}
     assert not any(a.unique_name == "nylas-entra-two" for a in emulators.world.graph.apps.values())
+
+
+@pytest.mark.parametrize(
+    ("tags", "why"),
+    [
+        ({"managed-by": "nylas-entra-rotator", "tenant": "one", "purpose": "nylas-credential"}, "tenant one's key"),
+        ({}, "an untagged secret"),
+        ({"purpose": "nylas-credential"}, "no tenant named"),
+    ],
+)
+def test_credential_secret_must_be_marked_as_this_tenants_nylas_key(svc, emulators, tags, why):
+    first = tenant_body("one", "v3-connector")
+    register_nylas(emulators, first)
+    assert post(first).status_code == 201
+    if why != "tenant one's key":
+        svc.deps.vault.set("some-key", "nyk_someone_elses_key_0001", tags=tags, expires_on=None, content_type="")
+    body = tenant_body("two", "v3-connector")
+    del body["nylas"]["credential"]
+    body["nylas"]["credentialSecret"] = "nylas-entra-one--nylas" if why == "tenant one's key" else "some-key"
+    emulators.world.reset_calls()
+
+    response = post(body)
+
+    assert response.status_code == 400, (why, response.get_body())
+    assert response_json(response)["error"]["field"] == "nylas.credentialSecret"
+    assert writes(emulators) == {}
+
+
+def test_credential_secret_marked_for_the_tenant_is_used(svc, emulators):
+    body = tenant_body("two", "v3-credential")
+    register_nylas(emulators, body)
+    key = body["nylas"].pop("credential")
+    svc.deps.vault.set(
+        "two-nylas-key", key, tags={"purpose": "nylas-credential", "tenant": "two"}, expires_on=None, content_type=""
+    )
+    body["nylas"]["credentialSecret"] = "two-nylas-key"
+
+    assert post(body).status_code == 201

@@ -11,8 +11,11 @@ from azure.core.exceptions import ClientAuthenticationError
 from tests.contract.contract_support import GRAPH_SCOPE, credential
 
 
-def new_app_with_secret(emulators, **kwargs):
-    app = emulators.world.graph.create_app(emulators.world.identity.client_id, {"displayName": "nylas"})
+def new_app_with_secret(emulators, service_principal: bool = True, **kwargs):
+    """An app as the service provisions it: with its service principal (unless told otherwise) and a secret."""
+    app = emulators.world.graph.create_app(
+        emulators.world.identity.client_id, {"displayName": "nylas"}, service_principal=service_principal
+    )
     _, secret = emulators.world.graph.add_password_direct(app.object_id, "rotator", **kwargs)
     return app, secret
 
@@ -122,3 +125,54 @@ def test_successful_token_shape(emulators):
     body = resp.json()
     assert resp.status_code == 200 and body["token_type"] == "Bearer" and body["expires_in"] == 3599
     assert body["access_token"]
+
+
+# ------------------------------------------------------------------ service principal [T4]
+
+
+def test_client_credentials_without_a_service_principal_is_aadsts7000229(emulators):
+    world = emulators.world
+    app, secret = new_app_with_secret(emulators, service_principal=False)
+    assert "AADSTS7000229" in refused(emulators, app.app_id, secret)
+    resp = token_request(
+        emulators,
+        world.entra.tenant_id,
+        grant_type="client_credentials",
+        client_id=app.app_id,
+        client_secret=secret,
+        scope=GRAPH_SCOPE,
+    )
+    body = resp.json()
+    # The status is UNCONFIRMED [T4]: 401 like Entra's other invalid_client answers (guessed).
+    assert (resp.status_code, body["error"], body["error_codes"]) == (401, "invalid_client", [7000229])
+    assert body["error_description"].startswith(
+        f"AADSTS7000229: The client application {app.app_id} is missing service principal in the tenant "
+        f"{world.entra.tenant_id}. See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119"
+    )
+    assert world.entra.token_works(world.entra.tenant_id, app.app_id, secret) == (False, "AADSTS7000229")
+    world.graph.add_service_principal(app)
+    assert credential(emulators, app.app_id, secret).get_token(GRAPH_SCOPE).token
+
+
+def test_a_missing_service_principal_does_not_hide_an_unknown_app(emulators):
+    # AADSTS7000229 is for apps that exist; an unknown client id stays AADSTS700016.
+    assert "AADSTS700016" in refused(emulators, "00000000-0000-0000-0000-000000000003", "whatever")
+
+
+def test_user_grants_and_nylas_do_not_need_a_service_principal(emulators):
+    # Only client-credentials tokens need the service principal; Nylas redeems codes and refresh tokens.
+    world = emulators.world
+    app, secret = new_app_with_secret(emulators, service_principal=False)
+    assert world.entra.client_works(app.app_id, secret) == (True, "")
+    world.nylas.add_v3_app("nylas-sp", "key-sp")
+    world.nylas.add_v3_connector("nylas-sp", app.app_id, secret)
+    assert world.nylas_secret_works("nylas-sp")
+
+
+def test_service_identity_has_a_service_principal(emulators):
+    world = emulators.world
+    sp = world.graph.sp_by_app_id(world.identity.client_id)
+    assert sp is not None and sp.object_id == world.identity.sp_object_id
+    world.reset()
+    assert world.graph.sp_by_app_id(world.identity.client_id) is not None
+    assert credential(emulators).get_token(GRAPH_SCOPE).token
