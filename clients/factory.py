@@ -72,6 +72,7 @@ def build_services(
 ) -> Services:
     from clients.alerts import LogNotifier, WebhookNotifier
     from clients.entra import EntraVerifier
+    from clients.fencing import WRITES, Fenced
     from clients.graph import GraphClient
     from clients.keyvault import KeyVaultStore
     from clients.nylas import NylasGatewayHttp
@@ -115,9 +116,22 @@ def build_services(
             if settings.alert_webhook_url
             else LogNotifier()
         )
+    leases = BlobLeaseManager(
+        settings.storage, settings.lease_container, seconds=settings.lease_seconds, credential=credential
+    )
+    nylas = NylasGatewayHttp(
+        v3_api=settings.nylas_v3_api,
+        v2_api=settings.nylas_v2_api,
+        ca_bundle=settings.ca_bundle,
+        timeout=timeout,
+        max_retries=settings.http_max_retries,
+        sleep=sleep,
+    )
+    # Every write checks the lease its run holds first (clients.fencing).
+    fence = leases.check_current
     deps = Dependencies(
-        graph=graph,
-        vault=vault,
+        graph=Fenced(graph, WRITES["graph"], fence),
+        vault=Fenced(vault, WRITES["vault"], fence),
         verifier=EntraVerifier(
             settings.tenant_id,
             authority_host=settings.authority_host,
@@ -127,17 +141,8 @@ def build_services(
             max_retries=retries,
             retry_base_seconds=backoff,
         ),
-        nylas=NylasGatewayHttp(
-            v3_api=settings.nylas_v3_api,
-            v2_api=settings.nylas_v2_api,
-            ca_bundle=settings.ca_bundle,
-            timeout=timeout,
-            max_retries=settings.http_max_retries,
-            sleep=sleep,
-        ),
-        leases=BlobLeaseManager(
-            settings.storage, settings.lease_container, seconds=settings.lease_seconds, credential=credential
-        ),
+        nylas=Fenced(nylas, WRITES["nylas"], fence),
+        leases=leases,
         notifier=notifier,
         clock=clock or SystemClock(),
         sleep=sleep,

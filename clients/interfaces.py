@@ -219,6 +219,11 @@ class LeaseManager(Protocol):
         """Hold the tenant's lease for the block, renewing it; raise LeaseBusy if another run holds it."""
         ...
 
+    def check_current(self) -> None:
+        """Raise LeaseLost if the lease this thread holds is no longer ours; nothing if it holds none.
+        Called before every write (clients.fencing)."""
+        ...
+
 
 @dataclass(frozen=True)
 class RotationRequest:

@@ -36,27 +36,46 @@ T = TypeVar("T")
 
 
 class BlobLease:
-    """A held lease, renewed on a timer thread; ``check`` fails once a renewal has failed."""
+    """A held lease, renewed on a timer thread (every third of its duration, each renewal tried a
+    few times: a storage blip is not a lost lease). ``check`` renews it now: a lease that was
+    broken, taken over or let expire cannot be renewed, and the run stops before its next write."""
+
+    RENEW_TRIES = 3
 
     def __init__(self, client: BlobLeaseClient, tenant: str, seconds: int) -> None:
         self._client = client
         self._tenant = tenant
         self._lost = threading.Event()
         self._stop = threading.Event()
+        self._renewing = threading.Lock()
         self._thread = threading.Thread(target=self._renew, args=(seconds / 3,), name=f"lease-{tenant}", daemon=True)
         self._thread.start()
 
+    def _renew_once(self, tries: int) -> bool:
+        for attempt in range(tries):
+            try:
+                with self._renewing:
+                    self._client.renew()
+                return True
+            except HttpResponseError as exc:
+                if exc.status_code == 409:  # broken, or another lease id: certainly not ours any more
+                    break
+            except Exception:  # a blip: try again, a little later
+                pass
+            if attempt + 1 < tries:
+                self._stop.wait(0.5 * (attempt + 1))
+        return False
+
     def _renew(self, every: float) -> None:
         while not self._stop.wait(every):
-            try:
-                self._client.renew()
-            except Exception:  # any failure means we can no longer prove the lease is ours
+            if not self._renew_once(self.RENEW_TRIES):
                 log.warning("lease renewal failed", extra={"tenant": self._tenant, "step": "lease"})
                 self._lost.set()
                 return
 
     def check(self) -> None:
-        if self._lost.is_set():
+        if self._lost.is_set() or not self._renew_once(self.RENEW_TRIES):
+            self._lost.set()
             raise LeaseLost(f"lost the lease of tenant {self._tenant}; stopping before the next write")
 
     def release(self) -> None:
@@ -77,6 +96,7 @@ class BlobLeaseManager:
         self._container = self._service.get_container_client(container)
         self._seconds = seconds
         self._ready = False
+        self._held = threading.local()  # the lease this thread holds, for check_current
 
     def _ensure_container(self) -> None:
         if not self._ready:
@@ -105,10 +125,18 @@ class BlobLeaseManager:
         except ServiceRequestError as exc:
             raise DependencyUnavailable("storage", f"lease: network error {exc.__class__.__name__}") from None
         lease = BlobLease(lease_client, tenant, self._seconds)
+        outer = getattr(self._held, "lease", None)
+        self._held.lease = lease
         try:
             yield lease
         finally:
+            self._held.lease = outer
             lease.release()
+
+    def check_current(self) -> None:
+        lease = getattr(self._held, "lease", None)
+        if lease is not None:
+            lease.check()
 
     def break_all(self) -> None:
         """Operator tool: free every lease (after a crashed run, instead of waiting for expiry)."""
