@@ -95,7 +95,7 @@ def test_cli_rotation_killed_at_random_outside_calls_settles_on_the_next_run(svc
     rng = random.Random(2026)
     kills = 0
     for run in range(RUNS):
-        mark_baseline(svc, tenant)
+        mark_baseline(emulators, tenant)
         route = rng.choice(routes)
         kills += run_killed(emulators, env_file, route, "rotate", tenant.name)
         assert check_anytime(svc, emulators, tenant) == [], f"run {run}, killed at {route}"

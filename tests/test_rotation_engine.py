@@ -150,7 +150,7 @@ def test_foreign_credentials_survive_three_rotations(svc, emulators):
 
     for _ in range(3):
         emulators.world.clock.advance(days=INTO_WINDOW_DAYS)
-        mark_baseline(svc, tenant)
+        mark_baseline(emulators, tenant)
         assert settle(svc, emulators, tenant)[-1].result is Result.ROTATED
         assert check_settled(svc, emulators, tenant) == []
 
@@ -206,3 +206,16 @@ def test_nylas_v2_rate_limit_is_waited_out_from_x_ratelimit_reset(svc, emulators
 
     assert svc.engine.rotate(tenant.name).result is Result.ROTATED
     assert (emulators.world.clock.now() - before).total_seconds() >= 7
+
+
+def test_credentials_named_like_ours_by_a_person_survive_rotations(svc, emulators):
+    tenant = provision(svc, emulators, "lookalike", "v2-integration")
+    for name in ("nylas-entra-rotator manual copy", "nylas-entra-rotator-backup", "nylas-entra-rotator 0123456789AB"):
+        add_foreign_credential(emulators, tenant, name)
+
+    for _ in range(2):
+        emulators.world.clock.advance(days=INTO_WINDOW_DAYS)
+        assert settle(svc, emulators, tenant)[-1].result is Result.ROTATED
+        assert check_settled(svc, emulators, tenant) == []
+
+    assert {p.key_id for p in credentials(emulators, tenant)[1]} == tenant.foreign

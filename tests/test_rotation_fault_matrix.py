@@ -108,7 +108,7 @@ def fresh_tenant(svc: Services, emulators: Emulators, target: str) -> Tenant:
     if target != "v3-credential":
         add_foreign_credential(emulators, tenant, "made by hand")
     emulators.world.clock.advance(days=INTO_WINDOW_DAYS)
-    mark_baseline(svc, tenant)
+    mark_baseline(emulators, tenant)
     emulators.world.reset_calls()
     return tenant
 
