@@ -18,6 +18,7 @@ _OUTCOMES = {
     "AADSTS7000215": VerifyOutcome.REJECTED,  # wrong secret, or not yet propagated
     "AADSTS7000222": VerifyOutcome.EXPIRED,
     "AADSTS700016": VerifyOutcome.UNKNOWN_CLIENT,  # app not replicated yet, or deleted
+    "AADSTS7000229": VerifyOutcome.NO_SERVICE_PRINCIPAL,  # the app has no service principal here (T4)
 }
 
 

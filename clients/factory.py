@@ -95,6 +95,7 @@ def build_services(
         timeout=timeout,
         max_retries=retries,
         retry_base_seconds=backoff,
+        own_client_id=settings.client_id,
     )
     vault = KeyVaultStore(
         settings.key_vault_url,

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import httpx
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ClientAuthenticationError
+from kiota_abstractions.api_error import APIError
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
 from kiota_http.middleware.options import RetryHandlerOption
@@ -70,8 +71,10 @@ class GraphClient:
         timeout: float = 30.0,
         max_retries: int = 3,
         retry_base_seconds: float = 1.0,
+        own_client_id: str = "",
     ) -> None:
         self._credential = credential
+        self._own_client_id = own_client_id  # the service identity's appId, to recognise it among owners
         # msgraph's own retry handler retries 429/503/504 and honours Retry-After; we only size it.
         self._retry = RetryHandlerOption(delay=retry_base_seconds, max_retries=max_retries)
         self._base_url = base_url.rstrip("/")
@@ -109,6 +112,13 @@ class GraphClient:
             return await coro
         except ODataError as exc:
             raise _translate(exc) from None
+        except APIError as exc:
+            # A body that is not OData JSON (a gateway's HTML 502, say): kiota's own error type.
+            status = exc.response_status_code or 0
+            text = f"{status} answer without an OData error body"
+            if status == 429 or status >= 500 or not status:
+                raise DependencyUnavailable(DEPENDENCY, text, status=status) from None
+            raise DependencyRejected(DEPENDENCY, text, status=status) from None
         except ClientAuthenticationError as exc:
             raise service_token_error(exc) from None
         except (httpx.TransportError, TimeoutError) as exc:
@@ -140,8 +150,32 @@ class GraphClient:
             raise
         return _app_info(app) if app else None
 
+    def owned(self, object_id: str) -> bool:
+        """Whether the service's identity is an owner of the app. Application.ReadWrite.OwnedBy reads
+        every app in the directory but writes only the ones it owns (world-facts §4a, G3): ask
+        before writing anything anywhere for an app we did not create."""
+        own = self._own_client_id.lower()
+
+        async def go() -> bool:
+            client = await self._graph()
+            page = await client.applications.by_application_id(object_id).owners.get()
+            for _ in range(50):
+                if page is None:
+                    return False
+                if any(str(getattr(o, "app_id", "") or "").lower() == own for o in page.value or []):
+                    return True
+                if not page.odata_next_link:
+                    return False
+                page = (
+                    await client.applications.by_application_id(object_id).owners.with_url(page.odata_next_link).get()
+                )
+            return False
+
+        return bool(own) and self._run(go())
+
     def list_tagged(self, tag: str, *, max_pages: int = 100) -> list[AppInfo]:
-        """Apps carrying a tag (``tags/any``), following Graph's paging. Under OwnedBy, only ours."""
+        """Apps carrying a tag (``tags/any``), following Graph's paging, that the service's identity
+        owns: OwnedBy can read every app, so another deployment's tagged apps would show too."""
         quoted = tag.replace("'", "''")
 
         async def go() -> list[Application]:
@@ -161,7 +195,7 @@ class GraphClient:
                 page = await client.applications.with_url(page.odata_next_link).get()
             return found
 
-        return [_app_info(app) for app in self._run(go())]
+        return [_app_info(app) for app in self._run(go()) if app.id and self.owned(app.id)]
 
     def get(self, object_id: str) -> AppInfo:
         async def go() -> Application | None:
@@ -202,7 +236,17 @@ class GraphClient:
             self._run(go())
         except DependencyRejected as exc:
             if exc.status != 404:
-                raise  # 404: already deleted, which is the goal
+                raise
+            # 404: already deleted, which is the goal, unless a read still finds it (doubt is safe).
+            try:
+                self.get(object_id)
+            except DependencyRejected as gone:
+                if gone.status == 404:
+                    return
+                raise
+            raise DependencyUnavailable(
+                DEPENDENCY, f"deleting app {object_id} answered 404 but it is still there"
+            ) from None
 
     def ensure_service_principal(self, app_id: str) -> None:
         async def go() -> None:
@@ -242,9 +286,16 @@ class GraphClient:
             self._run(go())
         except DependencyRejected as exc:
             # Graph answers 400/404 for a key that is already gone; confirm before calling it done.
-            if exc.status in (400, 404) and not any(p.key_id == key_id for p in self.get(object_id).passwords):
-                return
-            raise
+            if exc.status not in (400, 404):
+                raise
+            try:
+                still = any(p.key_id == key_id for p in self.get(object_id).passwords)
+            except DependencyRejected as gone:
+                if gone.status != 404:
+                    raise
+                return  # the whole app is gone, and the key with it
+            if still:
+                raise
 
 
 def _application(spec: AppSpec) -> Application:

@@ -75,6 +75,10 @@ MAX_PERSONAL_APP_PASSWORDS = 2
 class GraphApps(Protocol):
     def find_by_unique_name(self, unique_name: str) -> AppInfo | None: ...
     def find_by_app_id(self, app_id: str) -> AppInfo | None: ...
+    def owned(self, object_id: str) -> bool:
+        """Whether the service's identity owns the app (it can read every app, write only these)."""
+        ...
+
     def get(self, object_id: str) -> AppInfo: ...
     def upsert(self, spec: AppSpec) -> AppInfo:
         """Create by uniqueName if missing, else update; returns the app (created or existing)."""
@@ -134,6 +138,7 @@ class VerifyOutcome(StrEnum):
     REJECTED = "rejected"  # AADSTS7000215 (wrong or not yet propagated) and kin
     EXPIRED = "expired"  # AADSTS7000222
     UNKNOWN_CLIENT = "unknown-client"  # AADSTS700016 (app not replicated yet, or gone)
+    NO_SERVICE_PRINCIPAL = "no-service-principal"  # AADSTS7000229: repairable, make it and ask again
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,9 @@ class NylasGatewayHttp:
             except DependencyRejected as exc:
                 if exc.status != 404:
                     raise
+        if self._find_credential(app):
+            # A 404 (or a lost answer) is not proof: the credential is still listed under its name.
+            raise DependencyUnavailable(DEPENDENCY, f"credential {app.credential_name} is still there after DELETE")
         return deleted
 
     # --- v3-credential -----------------------------------------------------------------

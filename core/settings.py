@@ -70,6 +70,7 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
 
 
 REGIONS = ("us", "eu")
+LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 KNOWN_AUTHORITIES = {
     "https://login.microsoftonline.com",
     "https://login.microsoftonline.us",
@@ -90,8 +91,9 @@ def _url(name: str, raw: str, *, optional: bool = False) -> str:
             "(check the app's identity has Key Vault Secrets User, and the reference's URI)"
         )
     parsed = urlsplit(value)
-    if parsed.scheme != "https" or not parsed.hostname or any(c.isspace() for c in value):
-        raise SettingsError(f"{name} must be an https URL, got {value[:80]!r}")
+    loopback = parsed.scheme == "http" and parsed.hostname in LOOPBACK  # local runs only
+    if not (parsed.scheme == "https" or loopback) or not parsed.hostname or any(c.isspace() for c in value):
+        raise SettingsError(f"{name} must be an https URL (http only on loopback), got {value[:80]!r}")
     return value
 
 

@@ -304,6 +304,8 @@ def make_handler(service: Service) -> type[BaseHTTPRequestHandler]:
             if delay > 0:
                 time.sleep(delay)  # outside the world lock: latency must not serialise other callers
             if fault is not None and fault.kill_pid is not None:
+                if fault.phase == "after":
+                    self._process(req, handler)  # the write lands, then the caller dies before the answer
                 world.kill(fault.kill_pid)
                 self._drop(req, route_id)
                 return

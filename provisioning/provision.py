@@ -416,18 +416,27 @@ class Provisioner:
         )
 
     def _find_adopted(self, request: ProvisionRequest) -> AppInfo | None:
-        """The app named by existingAppId, read only: Graph answers 403 (NotOwned) for an app the
-        service's identity does not own."""
+        """The app named by existingAppId, read only. The service can read every app in the
+        directory (OwnedBy), so whether it owns this one is asked of the app's owners, before any
+        write (a 403 on a read, from a stricter directory, means the same)."""
         if not request.existing_app_id:
             return None
         try:
             app = self.deps.graph.find_by_app_id(request.existing_app_id)
         except NotOwned as exc:
-            exc.field = "existingAppId"  # Graph's 403 is about the app this field names
+            exc.field = "existingAppId"  # the 403 is about the app this field names
             raise
         if app is None:
             raise BadRequest(
                 f"no app registration with appId {request.existing_app_id} is visible to the service",
+                field="existingAppId",
+            )
+        if not self.deps.graph.owned(app.object_id):
+            # Readable is not writable: checked before anything is written anywhere.
+            raise NotOwned(
+                f"the service's identity is not an owner of app {app.app_id} (Application.ReadWrite.OwnedBy can "
+                "read every app but change only its own): an owner or an Application Administrator must add "
+                "the service's identity as an owner first (docs/deploy.md#adopting-an-app-registration-made-by-hand)",
                 field="existingAppId",
             )
         others = sorted(

@@ -22,7 +22,7 @@ import logging
 from dataclasses import dataclass, field
 
 from clients.interfaces import NylasApp
-from core.errors import BadRequest, DependencyRejected, TenantNotFound
+from core.errors import BadRequest, DependencyRejected, DependencyUnavailable, TenantNotFound
 from core.record import NylasTarget, RotationState, TenantRecord, nylas_credential_secret_name, secret_name
 from rotation.engine import RotationEngine, is_ours, nylas_credential_name
 
@@ -86,11 +86,11 @@ class Retirement:
             nylas_deleted = self._delete_nylas_credential(record, notes)
             revoked, app_gone = self._revoke(record)
             app_deleted = False
-            if delete_app and not app_gone:
-                self.deps.graph.delete(record.app_object_id)
+            if delete_app:
+                self.deps.graph.delete(record.app_object_id)  # a 404 is checked by a read: see GraphClient
                 app_deleted = True
-            elif app_gone:
-                notes.append("the app registration was already gone")
+            if app_gone:
+                notes.append("the app registration could not be read (gone, or not replicated)")
             if record.nylas_target is NylasTarget.V3_CONNECTOR:
                 notes.append(
                     f"the Microsoft connector of Nylas application {record.nylas_app_id} still names app "
@@ -108,10 +108,17 @@ class Retirement:
             return False
         stored = self.deps.vault.get(record.nylas_credential) if record.nylas_credential else None
         if stored is None or not stored.value:
-            # Step 5 deletes this secret only after step 2 succeeded: a resumed run that finds it
-            # gone has already deleted the Nylas credential.
-            notes.append("the Nylas API key secret was already gone: the Nylas credential was deleted earlier")
-            return False
+            if record.nylas_credential and self.deps.vault.is_deleted(record.nylas_credential):
+                # Step 5 soft-deletes this secret only after step 2 succeeded: a resumed run that
+                # finds it in the vault's deleted items has already deleted the Nylas credential.
+                notes.append("the Nylas API key secret is already deleted: the Nylas credential was deleted earlier")
+                return False
+            # Not there and not deleted by us: doubt, not proof. Stop before anything else goes.
+            raise DependencyUnavailable(
+                "key-vault",
+                f"the Nylas API key secret {record.nylas_credential or '-'} of {record.tenant} cannot be read; "
+                "retire again once it can (nothing else was removed)",
+            )
         app = NylasApp(
             record.nylas_target.value,
             record.nylas_region,
@@ -123,13 +130,20 @@ class Retirement:
         return self.deps.nylas.delete_credential(app)
 
     def _revoke(self, record: TenantRecord) -> tuple[list[str], bool]:
-        """removePassword every credential of ours; (key ids, whether the app was already gone)."""
+        """removePassword every credential of ours; (key ids, whether the app looked gone).
+
+        A 404 on reading the app is not taken as proof that it is gone (a replication lag, a glitch):
+        the credentials the record names are revoked by key id anyway (idempotent, and harmless
+        if the app is really gone)."""
         try:
             app = self.deps.graph.get(record.app_object_id)
         except DependencyRejected as exc:
-            if exc.status == 404:
-                return [], True
-            raise
+            if exc.status != 404:
+                raise
+            known = [k for k in (record.key_id, record.previous_key_id) if k]
+            for key_id in known:
+                self.deps.graph.remove_password(record.app_object_id, key_id)
+            return known, True
         revoked = []
         for password in app.passwords:
             if is_ours(password.display_name):

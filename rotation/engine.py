@@ -248,7 +248,7 @@ class RotationEngine:
             nylas_app = self._nylas_app(record, known, scopes)
             pushed = self.deps.nylas.push(nylas_app, record.client_id, latest.value, sign_in_tenant)
         except NylasStateUnknown as exc:
-            self._alert_nylas_unknown(record, exc)
+            self._log_nylas_unknown(record, exc)
             raise  # transient: the next try re-reads, re-pushes (idempotent) and only then finishes
         except DependencyRejected as exc:
             # No rollback once the new secret verified: an earlier try of this rotation may have
@@ -327,12 +327,22 @@ class RotationEngine:
         """True once Entra accepts the secret; False when it never does within the budget."""
         deadline = self.deps.clock.now() + timedelta(seconds=self.policy.verify_budget_seconds)
         delay = 1.0
+        repaired = False
         while True:
             result = self.deps.verifier.verify(record.client_id, secret)
             if result.ok:
                 return True
             if result.outcome is VerifyOutcome.EXPIRED:
                 return False
+            if result.outcome is VerifyOutcome.NO_SERVICE_PRINCIPAL and not repaired:
+                # Someone deleted the app's service principal (or it was never made): no secret of
+                # this app can get a token until it exists. Make it (idempotent), then ask again.
+                log.warning(
+                    "app has no service principal: creating it", extra={"tenant": record.tenant, "step": "test"}
+                )
+                self.deps.graph.ensure_service_principal(record.client_id)
+                repaired = True
+                continue
             if self.deps.clock.now() + timedelta(seconds=delay) > deadline:
                 log.warning(
                     "verification failed past budget",
@@ -464,23 +474,12 @@ class RotationEngine:
             message=f"Nylas refused the new secret: {exc.message}",
         )
 
-    def _alert_nylas_unknown(self, record: TenantRecord, exc: NylasStateUnknown) -> None:
-        self.deps.notifier.notify(
-            Alert(
-                kind="nylas-state-unknown",
-                tenant=record.tenant,
-                severity=Severity.WARNING,
-                summary=(
-                    f"A push of {record.tenant}'s new client secret to Nylas may have landed, but nothing says "
-                    f"so: {exc.message}"
-                ),
-                action=(
-                    "Known: Entra accepts both the previous and the new secret, and neither is revoked. Not "
-                    "known: which one Nylas holds. The next try pushes again and finishes only once Nylas "
-                    "answers; nothing to do unless this repeats (docs/runbook.md#nylas-state-unknown)."
-                ),
-                details={"client_id": record.client_id, "new_key_id": record.key_id},
-            )
+    def _log_nylas_unknown(self, record: TenantRecord, exc: NylasStateUnknown) -> None:
+        # A log line, not an alert: the queue tries again within minutes, and only a failure that
+        # outlasts its tries (the poison alert) or a refusal (nylas-refused) needs a person.
+        log.warning(
+            "nylas state unknown: both secrets stay valid and neither is revoked; the next try pushes again",
+            extra={"tenant": record.tenant, "step": "push", "key_id": record.key_id, "error": exc.message},
         )
 
     def _refuse_no_room(

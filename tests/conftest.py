@@ -78,8 +78,9 @@ def _no_secret_in_logs_or_alerts(request: pytest.FixtureRequest, caplog: pytest.
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Print the size of the fault matrix, as the rotation issue asks, whenever it ran."""
+    """Print the size of the fault matrix (rotations and retirements), whenever it ran."""
+    from tests import test_retire as retire
     from tests import test_rotation_fault_matrix as matrix
 
-    if matrix.RESULTS:
-        terminalreporter.write_line(matrix.summary())
+    if matrix.RESULTS or retire.RETIREMENT_CELLS:
+        terminalreporter.write_line(matrix.summary(dict(retire.RETIREMENT_CELLS)))

@@ -201,10 +201,16 @@ def test_slack_payload_escapes_control_characters_and_caps_the_header():
 # --- every alert names tenant, what happened and what next; none carries a secret -------------
 
 
-def scenario_rotation_failed(emulators, svc) -> None:
+def scenario_nylas_refused(emulators, svc) -> None:
     provision(emulators, "t1")
     emulators.world.faults.inject("nylas.v3_patch_connector", status=400, times=1)
     rotate_from_queue(func.QueueMessage(id="m1", body=RotationRequest("t1", "on-demand", "", True).to_json()))
+
+
+def scenario_secret_limit(emulators, svc) -> None:
+    out = provision(emulators, "t6", "v3-credential")
+    emulators.world.graph.add_password_direct(out["appObjectId"], "made in the portal")
+    rotate_from_queue(func.QueueMessage(id="m6", body=RotationRequest("t6", "on-demand", "", True).to_json()))
 
 
 def scenario_manual(emulators, svc) -> None:
@@ -229,7 +235,8 @@ def scenario_verification(emulators, svc) -> None:
 
 
 SCENARIOS = {
-    "rotation-failed": (scenario_rotation_failed, "t1", ["rotation-failed"]),
+    "nylas-refused": (scenario_nylas_refused, "t1", ["nylas-refused"]),
+    "secret-limit": (scenario_secret_limit, "t6", ["secret-limit"]),
     "manual": (scenario_manual, "t2", ["manual-action", "manual-reminder"]),
     "secret-expired": (scenario_expired, "t3", ["secret-expired"]),
     "poison-message": (scenario_poison, "t4", ["poison-message"]),

@@ -19,11 +19,14 @@ from pathlib import Path
 
 import pytest
 
+from devenv.oracle import recorded
 from devenv.scenario import (
     Tenant,
+    add_foreign_credential,
     check_anytime,
     check_settled,
     mark_baseline,
+    operator_pastes,
     provision,
     register_nylas,
     sign_in_user,
@@ -70,46 +73,72 @@ def outside_routes(emulators) -> list[tuple[str, int]]:
     return routes
 
 
-def run_killed(emulators, env_file: Path, route: tuple[str, int], *args: str) -> bool:
-    """Start the CLI, arm the kill at the chosen call, wait. True when it was killed there."""
+def run_killed(emulators, env_file: Path, route: tuple[str, int], phase: str, *args: str) -> bool:
+    """Start the CLI, arm the kill at the chosen call (before it is applied, or just after it landed),
+    wait. True when it was killed there."""
     process = cli(env_file, *args)
     name, nth = route
-    emulators.world.faults.inject(name, kill_pid=process.pid, skip=nth - 1, times=1)
+    emulators.world.faults.inject(name, kill_pid=process.pid, skip=nth - 1, times=1, phase=phase)
     code, _out, _err = finish(process)
     emulators.world.faults.clear()
     return code == KILLED
 
 
+TARGETS = ("v3-credential", "v3-connector", "v2-integration", "manual")
+PHASES = ("before", "after")  # killed before the call is applied, or right after it landed
+
+
+def settle_by_cli(svc, emulators, env_file: Path, tenant: Tenant) -> list[tuple[str, int]]:
+    """A normal run of the CLI, then for the manual target the operator's paste and confirm.
+    Returns the outside calls of the rotate run alone (the ones a killed `rotate` can meet)."""
+    emulators.world.reset_calls()
+    code, _out, err = finish(cli(env_file, "rotate", tenant.name))
+    assert code == 0, err[-1500:]
+    routes = outside_routes(emulators)
+    rec = recorded(emulators, tenant)
+    if tenant.target == "manual" and rec is not None and rec.state == "awaiting-confirmation":
+        operator_pastes(svc, emulators, tenant)
+        code, _out, err = finish(cli(env_file, "confirm", tenant.name))
+        assert code == 0, err[-1500:]
+    return routes
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # 50 pairs of CLI processes; well past the default on a loaded 2-core machine
 def test_cli_rotation_killed_at_random_outside_calls_settles_on_the_next_run(svc, emulators, env_file):
-    # Today's default target: its own connector credential, an app that signs in personal accounts
-    # (two secrets at most: no foreign one), and a signed-in user who must keep refreshing.
-    tenant = provision(svc, emulators, "crash", "v3-credential")
-    sign_in_user(emulators, tenant, "ada@outlook.com")
-    emulators.world.reset_calls()
-    code, _, err = finish(cli(env_file, "rotate", tenant.name))
-    assert code == 0, err[-2000:]
-    routes = outside_routes(emulators)
-    assert len(routes) >= 10
+    tenants, routes = {}, {}
+    for target in TARGETS:
+        # v3: a signed-in user who must keep refreshing; v3-credential signs in personal accounts
+        # (two secrets at most: no foreign one), the others keep a foreign secret beside ours.
+        extra = {"audience": "multi-org"} if target == "v3-connector" else {}
+        tenant = provision(svc, emulators, f"crash-{target}", target, **extra)
+        if tenant.v3:
+            sign_in_user(emulators, tenant, "ada@outlook.com" if target == "v3-credential" else "ada@corp.example")
+        if target != "v3-credential":
+            add_foreign_credential(emulators, tenant, "made by hand")
+        routes[target] = settle_by_cli(svc, emulators, env_file, tenant)
+        assert len(routes[target]) >= 10, target
+        tenants[target] = tenant
     rng = random.Random(2026)
     kills = 0
     for run in range(RUNS):
+        target = TARGETS[run % len(TARGETS)]
+        tenant = tenants[target]
         mark_baseline(emulators, tenant)
-        route = rng.choice(routes)
-        kills += run_killed(emulators, env_file, route, "rotate", tenant.name)
-        assert check_anytime(svc, emulators, tenant) == [], f"run {run}, killed at {route}"
+        route, phase = rng.choice(routes[target]), rng.choice(PHASES)
+        where = f"run {run} ({target}), killed {phase} {route}"
+        kills += run_killed(emulators, env_file, route, phase, "rotate", tenant.name)
+        assert check_anytime(svc, emulators, tenant) == [], where
         svc.deps.leases.break_all()  # what the lease's expiry does after a crash
-        code, _out, err = finish(cli(env_file, "rotate", tenant.name))
-        assert code == 0, f"run {run}, after a kill at {route}: {err[-1500:]}"
-        assert check_settled(svc, emulators, tenant) == [], f"run {run}, killed at {route}"
+        settle_by_cli(svc, emulators, env_file, tenant)
+        assert check_settled(svc, emulators, tenant) == [], where
     assert kills >= RUNS * 0.9, f"only {kills} of {RUNS} runs reached their kill point"
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # 50 pairs of CLI processes; well past the default on a loaded 2-core machine
 def test_cli_provisioning_killed_at_random_outside_calls_converges_on_the_next_run(svc, emulators, env_file, tmp_path):
-    targets = ("v3-credential", "v2-integration")
+    targets = TARGETS
     routes = {}
     for target in targets:  # the calls a fresh CLI process makes to provision one tenant of each target
         probe = tenant_body(f"probe-{target}", target)
@@ -122,19 +151,23 @@ def test_cli_provisioning_killed_at_random_outside_calls_converges_on_the_next_r
     rng = random.Random(1999)
     kills = 0
     for run in range(RUNS):
-        target = targets[run % 2]
+        target = targets[run % len(targets)]
         body = tenant_body(f"kill-{run}", target)
         register_nylas(emulators, body)
         request = tmp_path / f"kill-{run}.json"
         request.write_text(json.dumps(body))
-        route = rng.choice(routes[target])
-        kills += run_killed(emulators, env_file, route, "provision", str(request))
+        route, phase = rng.choice(routes[target]), rng.choice(PHASES)
+        kills += run_killed(emulators, env_file, route, phase, "provision", str(request))
         svc.deps.leases.break_all()
         code, out, err = finish(cli(env_file, "provision", str(request)))
         assert code == 0, f"run {run}, after a kill at {route}: {err[-1500:]}"
         view = json.loads(out)
         view = view.get("tenant", view) if isinstance(view.get("tenant"), dict) else view
         tenant = Tenant(body["tenant"], body, view["appObjectId"], view["clientId"], body["nylas"]["appId"], target)
+        if target == "manual":
+            operator_pastes(svc, emulators, tenant)
+            code, _out, err = finish(cli(env_file, "confirm", tenant.name))
+            assert code == 0, f"run {run}: {err[-1500:]}"
         apps = [a for a in emulators.world.graph.apps.values() if a.unique_name == f"nylas-entra-{body['tenant']}"]
         assert len(apps) == 1, f"run {run}, killed at {route}: {len(apps)} apps"
         assert check_settled(svc, emulators, tenant) == [], f"run {run}, killed at {route}"

@@ -122,7 +122,7 @@ def test_a_failed_read_back_after_the_write_landed_revokes_nothing_and_settles(s
     assert held is not None and held[1] == new_secret  # the write landed
     assert {p.key_id for p in credentials(emulators, tenant)[0]} == {before.key_id, during.key_id}
     assert check_anytime(svc, emulators, tenant) == []
-    assert "nylas-state-unknown" in alerts.kinds() and "rotation-failed" not in alerts.kinds()
+    assert "rotation-failed" not in alerts.kinds()  # nothing rolled back
     emulators.world.faults.clear()
     assert settle(svc, emulators, tenant)[-1].result is Result.ROTATED
     assert check_settled(svc, emulators, tenant) == []
@@ -219,3 +219,32 @@ def test_credentials_named_like_ours_by_a_person_survive_rotations(svc, emulator
         assert check_settled(svc, emulators, tenant) == []
 
     assert {p.key_id for p in credentials(emulators, tenant)[1]} == tenant.foreign
+
+
+def test_an_app_whose_service_principal_was_deleted_gets_it_back_and_rotates(svc, emulators):
+    tenant = provision(svc, emulators, "no-sp", "v2-integration")
+    world = emulators.world
+    with world.lock:
+        sp = world.graph.sp_by_app_id(tenant.client_id)
+        assert sp is not None
+        del world.graph.service_principals[sp.object_id]  # someone deleted it in the portal
+    world.clock.advance(days=INTO_WINDOW_DAYS)
+
+    outcome = svc.engine.rotate(tenant.name)  # Entra answers AADSTS7000229 until it exists again
+
+    assert outcome.result is Result.ROTATED
+    assert world.graph.sp_by_app_id(tenant.client_id) is not None
+    assert check_settled(svc, emulators, tenant) == []
+
+
+def test_a_gateway_html_page_from_graph_is_a_transient_failure_not_a_crash(svc, emulators):
+    tenant = provision(svc, emulators, "gateway", "v2-integration")
+    emulators.world.clock.advance(days=INTO_WINDOW_DAYS)
+    emulators.world.faults.inject("graph.add_password", status=502, html=True, times=20)
+
+    with pytest.raises(DependencyUnavailable):
+        svc.engine.rotate(tenant.name)
+
+    emulators.world.faults.clear()
+    assert settle(svc, emulators, tenant)[-1].result is Result.ROTATED
+    assert check_settled(svc, emulators, tenant) == []

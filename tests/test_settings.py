@@ -15,6 +15,7 @@ BASE = {"AZURE_TENANT_ID": "t", "KEY_VAULT_URL": "https://kv.vault.azure.net/"}
     [
         ("ALERT_WEBHOOK_URL", "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/hook/)", "unresolved"),
         ("ALERT_WEBHOOK_URL", "http://hooks.example.com/x", "https URL"),
+        ("ALERT_WEBHOOK_URL", "http://localhost.example.com/x", "https URL"),
         ("ALERT_WEBHOOK_URL", "hooks.example.com", "https URL"),
         ("KEY_VAULT_URL", "kv.vault.azure.net", "https URL"),
         ("GRAPH_BASE_URL", "https://", "https URL"),
@@ -39,3 +40,7 @@ def test_the_nylas_apis_and_the_webhook_are_read_as_given():
     )
     assert settings.alert_webhook_url == "https://hooks.example.com/x?y=1"
     assert settings.nylas_v3_api["eu"] == "https://eu.example"
+
+
+def test_plain_http_is_allowed_on_loopback_only_for_local_runs():
+    assert Settings.from_env({**BASE, "ALERT_WEBHOOK_URL": "http://127.0.0.1:8080/hook"}).alert_webhook_url

@@ -121,7 +121,7 @@ def test_stuck_pending_rotation_is_queued_after_stuck_after_hours_and_then_finis
     emulators.world.clock.advance(days=710)
     emulators.world.faults.inject("nylas.v3_patch_connector", status=503, times=1000)
     deliveries = drain_queue_after_scan(svc)
-    assert {d.error for d in deliveries if d.queue == svc.settings.rotation_queue} == {"DependencyUnavailable"}
+    assert {d.error for d in deliveries if d.queue == svc.settings.rotation_queue} == {"NylasStateUnknown"}
     assert record_of(svc, "stuck").state == "pending"
     emulators.world.faults.clear()
 

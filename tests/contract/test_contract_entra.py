@@ -95,6 +95,47 @@ def test_error_body_has_entra_shape(emulators):
     assert body["error_codes"] == [700016]
 
 
+@pytest.mark.parametrize("case", ["wrong-secret", "expired", "unknown-app"])
+def test_client_credentials_refusals_have_the_published_status_error_and_text(emulators, case):
+    # [T1][T2][T3]: AADSTS7000215 and AADSTS7000222 are 401 invalid_client, AADSTS700016 400 unauthorized_client.
+    world = emulators.world
+    app, secret = new_app_with_secret(emulators, end=world.clock.now() + timedelta(days=1))
+    client_id, sent = app.app_id, "not-the-secret"
+    if case == "expired":
+        world.clock.advance(days=2)
+        sent = secret
+    elif case == "unknown-app":
+        client_id = "00000000-0000-0000-0000-000000000004"
+    resp = token_request(
+        emulators,
+        world.entra.tenant_id,
+        grant_type="client_credentials",
+        client_id=client_id,
+        client_secret=sent,
+        scope=GRAPH_SCOPE,
+    )
+    body = resp.json()
+    expected = {
+        "wrong-secret": (
+            401,
+            "invalid_client",
+            [7000215],
+            "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the "
+            f"client secret value, not the client secret ID, for a secret added to app '{client_id}'.",
+        ),
+        "expired": (401, "invalid_client", [7000222], "AADSTS7000222: The provided client secret keys"),
+        "unknown-app": (
+            400,
+            "unauthorized_client",
+            [700016],
+            f"AADSTS700016: Application with identifier '{client_id}' was not found in the directory "
+            f"'{world.entra.tenant_id}'.",
+        ),
+    }[case]
+    assert (resp.status_code, body["error"], body["error_codes"]) == expected[:3]
+    assert body["error_description"].startswith(expected[3])
+
+
 def test_unknown_tenant_is_aadsts90002(emulators):
     env = emulators.env()
     resp = token_request(

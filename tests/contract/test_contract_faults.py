@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import subprocess
 import sys
 import time
@@ -114,6 +115,45 @@ def test_kill_pid_kills_the_caller_and_drops(emulators, nylas_app):
         victim.kill()
 
 
+def test_html_fault_answers_a_gateway_page_instead_of_graph_json(emulators):
+    from kiota_abstractions.api_error import APIError
+    from msgraph.generated.models.application import Application
+    from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+
+    from tests.contract.contract_support import with_graph
+
+    emulators.world.faults.inject("graph.list_applications", html=True)
+    resp = requests.get(emulators.urls["graph"] + "/applications", verify=emulators.ca_path, timeout=10)
+    assert resp.status_code == 502 and resp.headers["Content-Type"] == "text/html"
+    assert resp.text.lstrip().startswith("<html>") and "502 Bad Gateway" in resp.text
+    assert "request-id" not in resp.headers  # the gateway answered, not Graph
+    emulators.world.faults.inject("graph.create_application", html=True)
+    with pytest.raises(APIError) as err:
+        with_graph(emulators, lambda c: c.applications.post(Application(display_name="x")))
+    assert not isinstance(err.value, ODataError) and err.value.response_status_code == 502
+    assert emulators.world.graph.apps.keys() == {emulators.world.identity.object_id}  # not processed
+
+
+def test_html_fault_keeps_its_status_and_works_after_processing(emulators):
+    emulators.world.faults.inject("graph.create_application", html=True, status=504, phase="after")
+    token = _graph_token(emulators)
+    resp = requests.post(
+        emulators.urls["graph"] + "/applications",
+        json={"displayName": "made anyway"},
+        headers={"Authorization": f"Bearer {token}"},
+        verify=emulators.ca_path,
+        timeout=10,
+    )
+    assert resp.status_code == 504 and resp.headers["Content-Type"] == "text/html" and "504" in resp.text
+    assert any(a.display_name == "made anyway" for a in emulators.world.graph.apps.values())
+
+
+def _graph_token(emulators) -> str:
+    from tests.contract.contract_support import GRAPH_SCOPE, credential
+
+    return credential(emulators).get_token(GRAPH_SCOPE).token
+
+
 def test_secret_client_gives_up_on_repeated_drops(emulators):
     client = secret_client(emulators, retry_total=1, retry_backoff_factor=0.01)
     client.set_secret("x", "v")
@@ -151,6 +191,24 @@ def test_control_faults_round_trip(emulators, nylas_app):
     assert control(emulators, "DELETE", "/faults").status_code == 204
     assert nylas_patch(emulators).status_code == 200
     assert control(emulators, "POST", "/faults", {"route": "x", "bogus": 1}).status_code == 400
+    made = control(emulators, "POST", "/faults", {"route": "graph.list_applications", "html": True})
+    assert made.status_code == 201 and made.json()["faults"] == [
+        {
+            "route": "graph.list_applications",
+            "status": 502,
+            "retry_after": None,
+            "times": 1,
+            "latency": 0.0,
+            "drop": False,
+            "phase": "before",
+            "error_code": None,
+            "kill_pid": None,
+            "skip": 0,
+            "html": True,
+        }
+    ]
+    resp = requests.get(emulators.urls["graph"] + "/applications", verify=emulators.ca_path, timeout=10)
+    assert resp.status_code == 502 and resp.headers["Content-Type"] == "text/html"
 
 
 def test_control_clock(emulators):
@@ -179,7 +237,8 @@ def test_control_nylas_apps_policy_delays_and_snapshot(emulators):
     basic = {"version": "v2", "client_id": "c2", "client_secret": "s2"}
     assert control(emulators, "POST", "/nylas/apps", basic).status_code == 201
     assert emulators.world.nylas.apps["a3"].region == "eu" and emulators.world.nylas.apps["c2"].kind == "v2"
-    control(emulators, "POST", "/graph/policy", {"lifetime_max_days": 180})
+    policy = control(emulators, "POST", "/graph/policy", {"lifetime_max_days": 180}).json()
+    assert policy == {"lifetime_max_days": 180, "id": emulators.world.graph.tenant_policy_id}
     control(emulators, "POST", "/delays", {"graph_replication": 5, "entra_propagation": 10})
     assert emulators.world.graph.lifetime_policy_max_days == 180
     assert emulators.world.graph.replication_delay == 5 and emulators.world.entra.propagation_delay == 10
@@ -231,3 +290,42 @@ def test_control_nylas_connector_users_grant_refresh_and_write_quota(emulators):
     quota = control(emulators, "POST", "/graph/write_quota", {"limit": 5, "window_seconds": 10}).json()
     assert quota == {"limit": 5, "window_seconds": 10.0, "writes": 0, "throttled": 0}
     assert control(emulators, "POST", "/graph/write_quota", {"limit": None}).json()["limit"] is None
+
+
+def test_control_switches(emulators):
+    world = emulators.world
+    on = {"keyvault_empty_pages": True, "graph_sp_denied_while_replicating": True}
+    assert control(emulators, "POST", "/switches", on).json() == on
+    assert world.keyvault.empty_pages and world.graph.sp_denied_while_replicating
+    assert control(emulators, "POST", "/switches", {"nope": True}).status_code == 400
+    control(emulators, "POST", "/reset")
+    assert not world.keyvault.empty_pages and not world.graph.sp_denied_while_replicating
+
+
+def test_control_foreign_app_with_or_without_service_principal(emulators):
+    world = emulators.world
+    with_sp = control(emulators, "POST", "/graph/foreign_apps", {"display_name": "a"}).json()
+    without = control(emulators, "POST", "/graph/foreign_apps", {"display_name": "b", "service_principal": False})
+    assert world.graph.sp_by_app_id(with_sp["appId"]) is not None
+    assert world.graph.sp_by_app_id(without.json()["appId"]) is None
+
+
+def test_a_kill_after_the_write_lands_applies_the_request_then_kills_and_drops(emulators):
+    import subprocess
+    import sys
+
+    import requests
+
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    emulators.world.nylas.add_v2_app("kill-app", "kill-secret-value-0001")
+    emulators.world.faults.inject("nylas.v2_patch_integration", kill_pid=victim.pid, phase="after")
+    with contextlib.suppress(requests.ConnectionError):
+        requests.patch(
+            f"{emulators.env()['NYLAS_V2_API_US']}/connect/integrations/microsoft",
+            json={"settings": {"client_id": "c1", "client_secret": "s1-landed-0001"}},
+            auth=("kill-app", "kill-secret-value-0001"),
+            verify=emulators.ca_path,
+            timeout=10,
+        )
+    assert victim.wait(timeout=10) == -9
+    assert emulators.world.nylas.current("kill-app") == ("c1", "s1-landed-0001")  # the write landed

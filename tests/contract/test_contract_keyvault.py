@@ -96,6 +96,44 @@ def test_version_listing_pages(emulators):
     assert emulators.world.calls["keyvault.list_versions"] == 2  # default page size 25
 
 
+def test_empty_pages_that_carry_a_next_link_are_followed(emulators):
+    # [K2]: a page may be {"value": [], "nextLink": ...}; only the absence of nextLink ends a listing.
+    client = secret_client(emulators)
+    for i in range(12):
+        client.set_secret(f"sparse-{i:02d}", "v")
+    for i in range(3):
+        client.set_secret("sparse-00", f"v{i}")
+    emulators.world.keyvault.empty_pages = True
+    emulators.world.reset_calls()
+    names = [p.name for p in client.list_properties_of_secrets(max_page_size=5)]
+    assert names == [f"sparse-{i:02d}" for i in range(12)]
+    assert emulators.world.calls["keyvault.list_secrets"] == 6  # 3 pages of secrets, each after an empty one
+    versions = list(client.list_properties_of_secret_versions("sparse-00", max_page_size=3))
+    assert len(versions) == 4 and emulators.world.calls["keyvault.list_versions"] == 4
+    client.begin_delete_secret("sparse-11").wait()
+    assert [d.name for d in client.list_deleted_secrets()] == ["sparse-11"]
+
+
+def test_empty_page_shape(emulators):
+    import requests
+
+    from tests.contract.contract_support import credential
+
+    secret_client(emulators).set_secret("only", "v")
+    emulators.world.keyvault.empty_pages = True
+    token = credential(emulators).get_token("https://vault.azure.net/.default").token
+    url = emulators.urls["keyvault"] + "secrets?api-version=2026-04-01"
+    first = requests.get(url, headers={"Authorization": f"Bearer {token}"}, verify=emulators.ca_path).json()
+    assert first["value"] == [] and first["nextLink"].startswith(emulators.urls["keyvault"] + "secrets?")
+    assert "$skiptoken=" in first["nextLink"]
+    second = requests.get(
+        first["nextLink"], headers={"Authorization": f"Bearer {token}"}, verify=emulators.ca_path
+    ).json()
+    assert [i["id"].rsplit("/", 1)[1] for i in second["value"]] == ["only"] and second["nextLink"] is None
+    emulators.world.reset()
+    assert emulators.world.keyvault.empty_pages is False
+
+
 def test_maxresults_over_25_is_bad_parameter(emulators):
     client = secret_client(emulators)
     client.set_secret("one", "v")
@@ -212,6 +250,23 @@ def test_other_identities_are_forbidden(emulators):
     with pytest.raises(HttpResponseError) as err:
         client.get_secret("anything")
     assert err.value.status_code == 403
+
+
+def test_async_secret_client_follows_empty_pages(emulators):
+    for i in range(8):
+        secret_client(emulators).set_secret(f"aio-sparse-{i}", "v")
+    emulators.world.keyvault.empty_pages = True
+
+    async def scenario() -> tuple[list[str | None], int]:
+        cred = async_credential(emulators)
+        async with cred, async_secret_client(emulators, cred) as client:
+            names = [p.name async for p in client.list_properties_of_secrets(max_page_size=3)]
+            versions = [p async for p in client.list_properties_of_secret_versions("aio-sparse-0")]
+            return names, len(versions)
+
+    names, versions = asyncio.run(scenario())
+    assert names == [f"aio-sparse-{i}" for i in range(8)] and versions == 1
+    assert emulators.world.calls["keyvault.list_secrets"] == 6
 
 
 def test_async_secret_client_covers_every_route(emulators):

@@ -443,6 +443,20 @@ def test_connect_auth_with_a_credential_id_uses_that_credential(emulators, setup
     assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "api.not_found_error"
 
 
+def test_connect_auth_without_a_credential_id_uses_the_active_credential_not_the_primary(emulators, setup):
+    # [N9]: without credential_id, the connector's active_credential_id picks the Microsoft app.
+    _, _, nylas = setup
+    other, other_secret = entra_app(emulators)
+    app = emulators.world.nylas.apps[nylas]
+    cred = emulators.world.nylas.new_credential(
+        app, "tenant-c", "connector", {"client_id": other.app_id, "client_secret": other_secret}
+    )
+    app.active_credential_id = cred.id
+    params = {"client_id": nylas, "redirect_uri": APP_CALLBACK, "response_type": "code", "provider": "microsoft"}
+    resp = get(emulators, emulators.urls["nylas"] + "/v3/connect/auth", **params)
+    assert query(resp.headers["Location"])["client_id"] == other.app_id
+
+
 def test_connect_auth_refusals(emulators, setup):
     _, _, nylas = setup
     emulators.world.nylas.add_v3_app("bare", "bare-key")
