@@ -59,6 +59,17 @@ class SimulatedCrash(BaseException):
     pass
 
 
+class KeepRecords(logging.Handler):
+    """Every log record of the run, for the no-leak check at the end."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 class CrashPlan:
     """Arms a crash at the n-th seam call of the current queue-function invocation."""
 
@@ -118,6 +129,8 @@ class Report:
     events: Counter[str] = field(default_factory=Counter)
     poison: int = 0
     seconds: float = 0.0
+    log_records: int = 0  # the service's log records read by the no-leak check
+    leaks: list[str] = field(default_factory=list)  # hints of secret values found in them
 
     def lines(self) -> list[str]:
         alerts = ", ".join(f"{k} {v}" for k, v in sorted(self.alerts.items())) or "none"
@@ -134,6 +147,7 @@ class Report:
             f"most credentials on an app {self.max_credentials}",
             f"least validity left (days) {self.min_days_left:.1f}",
             f"invariant breaks           {len(self.breaks)}",
+            f"log records checked        {self.log_records} ({len(self.leaks)} with a secret value)",
             f"wall time                  {self.seconds:.1f} s",
         ]
 
@@ -236,6 +250,11 @@ class Simulation:
     def run(self) -> Report:
         use_services(self.svc)
         started = time.monotonic()
+        kept = KeepRecords()
+        root = logging.getLogger()
+        root.addHandler(kept)
+        level = root.level
+        root.setLevel(logging.DEBUG)
         try:
             for day in range(self.days):
                 self.world.faults.chaos(0.0)
@@ -259,9 +278,16 @@ class Simulation:
                         flush=True,
                     )
         finally:
+            root.removeHandler(kept)
+            root.setLevel(level)
             self.report.faults_injected = self.world.faults.chaos_hits
             use_services(None)
             self.svc.graph.close()
+        # Every log record of two years, at every level, against every secret the world ever made.
+        secrets = self.world.secret_values()
+        everything = "\n".join(r.getMessage() + " " + str(r.__dict__) + (r.exc_text or "") for r in kept.records)
+        self.report.log_records = len(kept.records)
+        self.report.leaks = sorted(s[:3] + "…" for s in secrets if s in everything)
         self.report.seconds = time.monotonic() - started
         self.report.alerts = Counter(self.alerts.kinds())
         return self.report

@@ -40,7 +40,8 @@ KILLED = -signal.SIGKILL
 
 def cli(env_file: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "rotator", "--env-file", str(env_file), "--json", *args],
+        # -v: the service's INFO log lines on stderr too, for the no-leak check
+        [sys.executable, "-m", "rotator", "-v", "--env-file", str(env_file), "--json", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -49,9 +50,21 @@ def cli(env_file: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
+OUTPUTS: list[str] = []  # every CLI process's stdout and stderr, for the no-leak check
+
+
 def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str, str]:
     out, err = process.communicate(timeout=timeout)
+    OUTPUTS.append(out + err)
     return process.returncode, out, err
+
+
+def assert_no_secret_printed(emulators) -> None:
+    """No CLI process (killed or not) printed a secret value, at any log level it had."""
+    everything = "\n".join(OUTPUTS)
+    leaked = [s[:3] + "…" for s in emulators.world.secret_values() if s in everything]
+    OUTPUTS.clear()
+    assert not leaked, f"secret values (hints) in the CLI's output: {leaked}"
 
 
 @pytest.fixture
@@ -133,6 +146,7 @@ def test_cli_rotation_killed_at_random_outside_calls_settles_on_the_next_run(svc
         settle_by_cli(svc, emulators, env_file, tenant)
         assert check_settled(svc, emulators, tenant) == [], where
     assert kills >= RUNS * 0.9, f"only {kills} of {RUNS} runs reached their kill point"
+    assert_no_secret_printed(emulators)
 
 
 @pytest.mark.slow
@@ -172,3 +186,4 @@ def test_cli_provisioning_killed_at_random_outside_calls_converges_on_the_next_r
         assert len(apps) == 1, f"run {run}, killed at {route}: {len(apps)} apps"
         assert check_settled(svc, emulators, tenant) == [], f"run {run}, killed at {route}"
     assert kills >= RUNS * 0.9, f"only {kills} of {RUNS} runs reached their kill point"
+    assert_no_secret_printed(emulators)

@@ -248,3 +248,25 @@ def test_a_gateway_html_page_from_graph_is_a_transient_failure_not_a_crash(svc, 
     emulators.world.faults.clear()
     assert settle(svc, emulators, tenant)[-1].result is Result.ROTATED
     assert check_settled(svc, emulators, tenant) == []
+
+
+def test_a_crash_inside_a_rollback_never_leaves_the_record_on_a_deleted_credential(svc, emulators):
+    """Rollback restores Key Vault first and removes the new credential last: a crash between the
+    two leaves an orphan (removed by the next run), never a record pointing at nothing."""
+    from tests.test_rotation_fault_matrix import CrashAt, SimulatedCrash
+
+    tenant = provision(svc, emulators, "rollback", "v2-integration")
+    emulators.world.clock.advance(days=INTO_WINDOW_DAYS)
+    emulators.world.entra.propagation_delay = 10_000.0  # the new secret never verifies: roll back
+    real = svc.deps.graph
+    for when in ("crash-before", "crash-after"):
+        svc.deps.graph = CrashAt(real, "remove_password", 1, when)
+        try:
+            with pytest.raises(SimulatedCrash):
+                svc.engine.rotate(tenant.name, force=True)
+        finally:
+            svc.deps.graph = real
+        assert check_anytime(svc, emulators, tenant) == [], when
+    emulators.world.entra.propagation_delay = 0.0
+    assert settle(svc, emulators, tenant, force=True)[-1].result is Result.ROTATED
+    assert check_settled(svc, emulators, tenant) == []

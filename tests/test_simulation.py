@@ -15,4 +15,6 @@ def test_months_of_unattended_operation_with_faults_break_no_invariant_and_no_se
     assert report.min_days_left > 0
     assert report.rotations >= 5  # 60- and 90-day secrets rotate more than once in 150 days
     assert report.faults_injected > 0
+    assert report.crashes > 0  # the crashes it plans did happen
     assert report.max_credentials <= 2
+    assert report.log_records > 1000 and report.leaks == []  # no secret value in any log record

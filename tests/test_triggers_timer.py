@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import math
 
+import pytest
+
 from bench.scan_bench import seed
 from tests.support import drain_queue, our_credentials, peek_requests, provision, record_of, run_nightly_scan
 
@@ -146,3 +148,17 @@ def test_past_due_run_logs_that_it_is_late_and_scans(svc, emulators, caplog):
     run_scan(past_due=True)
     assert any("past due" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
     assert len(scan_lines(caplog)) == 1
+
+
+@pytest.mark.parametrize("hours_left", [23, 1])
+def test_a_tenant_with_less_than_a_day_left_is_queued(svc, emulators, hours_left):
+    out = provision(emulators, "late")
+    latest = emulators.world.keyvault.secrets["nylas-entra-late"].latest
+    assert latest.exp is not None
+    now = emulators.world.clock.now().timestamp()
+    emulators.world.clock.advance(seconds=latest.exp - now - hours_left * 3600)
+
+    run_scan()
+
+    assert [(q["tenant"], q["reason"]) for q in peek_requests(svc)] == [("late", "due")]
+    assert out["clientId"]
