@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import night, rotation_load, scan_bench
-from clients.factory import Services, use_services
+from bootstrap import Services, use_services
 from clients.keyvault import PAGE_SIZE
 from devenv.azurite import start_azurite
 from devenv.scenario import operator_pastes, provision
@@ -216,7 +216,7 @@ ceil(N/25) = {expected_pages}. Service / bare SDK time: **{scanner.seconds / sdk
 | `azure.functions` only | {bare_ms:.0f} |
 | **difference** | **{app_ms - bare_ms:.0f}** |
 
-Clients are built on the first invocation, not at import (`clients.factory.services()`).
+Clients are built on the first invocation, not at import (`bootstrap.services()`).
 
 ## 5. A night of {args.night_tenants} personal-account tenants under Graph's write quota
 

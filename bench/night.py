@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from azure.functions.timer import TimerRequest
 
 from blueprints.timer import nightly_scan
-from clients.factory import use_services
+from bootstrap import use_services
 from devenv.azurite import start_azurite
 from devenv.queue import drain
 from devenv.scenario import provision

@@ -25,8 +25,8 @@ from pathlib import Path
 import azure.functions as func
 
 from blueprints.queue import rotate_from_queue
-from clients.factory import Services, build_services, use_services
-from clients.interfaces import RotationRequest
+from bootstrap import Services, build_services, use_services
+from core.ports import RotationRequest
 from core.settings import Settings
 from devenv.azurite import Azurite, start_azurite
 from devenv.remote import RemoteEmulators

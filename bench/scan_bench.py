@@ -23,7 +23,7 @@ from datetime import timedelta
 
 from azure.keyvault.secrets import SecretClient
 
-from clients.factory import service_credential
+from bootstrap import service_credential
 from clients.keyvault import PAGE_SIZE, KeyVaultStore
 from core.record import (
     MARKER,

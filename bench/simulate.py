@@ -32,7 +32,7 @@ from azure.functions.timer import TimerRequest
 from blueprints.eventgrid import on_key_vault_event
 from blueprints.http_api import confirm_rotation, provision_tenant
 from blueprints.timer import nightly_scan
-from clients.factory import Services, use_services
+from bootstrap import Services, use_services
 from core.errors import DependencyError
 from core.record import MARKER, RotationState, TenantRecord, secret_name
 from core.settings import Settings

@@ -13,7 +13,7 @@ import logging
 
 import azure.functions as func
 
-from clients.factory import services
+from bootstrap import services
 from core.errors import BadRequest
 from rotation.events import parse_event
 from rotation.operations import handle_key_vault_event

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import azure.functions as func
 
 from blueprints.http_errors import error_response, json_response, to_response
-from clients.factory import services
+from bootstrap import services
 from core.errors import BadRequest
 from core.record import SLUG
 from provisioning.request import parse_body, parse_request

@@ -33,9 +33,9 @@ import logging
 
 import azure.functions as func
 
-from clients.factory import services
-from clients.interfaces import Alert, Severity
+from bootstrap import services
 from core.errors import BadRequest, DependencyError, GraphThrottled, LeaseBusy, LeaseLost, ServiceError
+from core.ports import Alert, Severity
 from rotation.operations import defer_for_pace, parse_rotation_message, rotate_from_message, throttled
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions leaves __init__ unannotated

@@ -13,7 +13,7 @@ import logging
 
 import azure.functions as func
 
-from clients.factory import services
+from bootstrap import services
 from rotation.operations import scan_and_queue
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions leaves __init__ unannotated

@@ -2,7 +2,7 @@
 
 Kinds: generic JSON, Microsoft Teams (a Workflows webhook carrying an Adaptive
 Card) and Slack (an incoming webhook with blocks), chosen by ALERT_WEBHOOK_KIND
-(``clients.factory``). Retries are bounded (``max_retries`` more tries, each wait
+(``bootstrap``). Retries are bounded (``max_retries`` more tries, each wait
 capped at ``max_wait`` seconds even when the receiver asks for longer) and a
 failing webhook never fails a rotation: ``notify`` never raises.
 
@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 
 import requests
 
-from clients.interfaces import Alert, Severity
 from clients.retrying import send_with_retries
 from core.clock import Sleep, real_sleep
+from core.ports import Alert, Severity
 
 log = logging.getLogger("alerts")
 _LEVEL = {Severity.INFO: logging.INFO, Severity.WARNING: logging.WARNING, Severity.CRITICAL: logging.ERROR}

@@ -7,9 +7,9 @@ import re
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseError
 from azure.identity import ClientSecretCredential
 
-from clients.interfaces import VerifyOutcome, VerifyResult
 from clients.retrying import pooled_transport
 from core.errors import DependencyUnavailable
+from core.ports import VerifyOutcome, VerifyResult
 
 DEPENDENCY = "entra-id"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-# The write methods of each seam (clients.interfaces): everything else only reads.
+# The write methods of each seam (core.ports): everything else only reads.
 WRITES = {
     "graph": frozenset({"upsert", "update", "ensure_service_principal", "add_password", "remove_password", "delete"}),
     "vault": frozenset({"set", "update_tags", "delete"}),

@@ -43,7 +43,6 @@ from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 
-from clients.interfaces import AppInfo, AppSpec, NewPassword, PasswordInfo
 from clients.keyvault import service_token_error
 from core.clock import to_utc
 from core.errors import (
@@ -54,6 +53,7 @@ from core.errors import (
     PolicyRejectedLifetime,
     TooManyAppPasswords,
 )
+from core.ports import AppInfo, AppSpec, NewPassword, PasswordInfo
 
 log = logging.getLogger("clients.graph")
 T = TypeVar("T")

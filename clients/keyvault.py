@@ -16,9 +16,9 @@ from azure.core.exceptions import (
 )
 from azure.keyvault.secrets import SecretClient, SecretProperties
 
-from clients.interfaces import SecretVersion
 from clients.retrying import pooled_transport
 from core.errors import DependencyError, DependencyRejected, DependencyUnavailable
+from core.ports import SecretVersion
 
 DEPENDENCY = "key-vault"
 T = TypeVar("T")

@@ -30,10 +30,10 @@ from typing import Any
 
 import requests
 
-from clients.interfaces import ConnectorInfo, ConnectorState, NylasApp, PushResult, PushStatus
 from clients.retrying import default_verify, http_session, send_with_retries
 from core.clock import Sleep, real_sleep
 from core.errors import DependencyError, DependencyRejected, DependencyUnavailable, NylasStateUnknown
+from core.ports import ConnectorInfo, ConnectorState, NylasApp, PushResult, PushStatus
 
 DEPENDENCY = "nylas"
 CONNECTOR = "/v3/connectors/microsoft"

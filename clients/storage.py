@@ -26,9 +26,9 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobLeaseClient, BlobServiceClient
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
-from clients.interfaces import RotationRequest
 from core.clock import Clock
 from core.errors import DependencyUnavailable, LeaseBusy, LeaseLost
+from core.ports import RotationRequest
 from core.settings import StorageSettings
 
 log = logging.getLogger("clients.storage")

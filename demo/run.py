@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from clients.factory import Services
+    from bootstrap import Services
     from emulators import Emulators
 
 INTO_WINDOW_DAYS = 710  # a 730-day secret with a 30-day window is due after day 700
@@ -200,7 +200,7 @@ def _scenario(emulators: Emulators, storage_connection: str, say: Any, steps: Pr
 
     from blueprints.http_api import list_tenants_http, provision_tenant, retire_tenant
     from blueprints.timer import nightly_scan
-    from clients.factory import use_services
+    from bootstrap import use_services
     from devenv.queue import drain, queue_client
     from devenv.scenario import (
         Tenant,

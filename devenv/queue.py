@@ -22,7 +22,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 if TYPE_CHECKING:
-    from clients.factory import Services
+    from bootstrap import Services
 
 log = logging.getLogger("devenv.queue")
 VISIBILITY_SECONDS = 60

@@ -23,7 +23,7 @@ from typing import Any
 import azure.functions as func
 
 from blueprints.http_api import provision_tenant
-from clients.factory import Services
+from bootstrap import Services
 from core.record import NylasTarget, RotationState, TenantRecord, secret_name
 from devenv import oracle
 from devenv.oracle import (

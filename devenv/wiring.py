@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from clients.factory import Services, build_services
-from clients.interfaces import Alert, Notifier
+from bootstrap import Services, build_services
+from core.ports import Alert, Notifier
 from core.settings import Settings
 
 if TYPE_CHECKING:

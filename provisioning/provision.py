@@ -16,7 +16,8 @@ from datetime import datetime
 from typing import TypeVar
 from urllib.parse import urlencode
 
-from clients.interfaces import (
+from core.errors import BadRequest, Conflict, DependencyRejected, NotFoundYet, NotOwned
+from core.ports import (
     MAX_PERSONAL_APP_PASSWORDS,
     AppInfo,
     AppSpec,
@@ -25,7 +26,6 @@ from clients.interfaces import (
     NylasApp,
     PasswordInfo,
 )
-from core.errors import BadRequest, Conflict, DependencyRejected, NotFoundYet, NotOwned
 from core.record import (
     MARKER,
     Audience,

@@ -21,8 +21,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from clients.interfaces import NylasApp
 from core.errors import BadRequest, DependencyRejected, DependencyUnavailable, TenantNotFound
+from core.ports import NylasApp
 from core.record import NylasTarget, RotationState, TenantRecord, nylas_credential_secret_name, secret_name
 from rotation.engine import RotationEngine, is_ours, nylas_credential_name
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 
-from clients.interfaces import SecretStore, SecretVersion
 from core.errors import TenantNotFound
+from core.ports import SecretStore, SecretVersion
 from core.record import TenantRecord, secret_name
 from provisioning.provision import TenantView
 

@@ -22,7 +22,18 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from clients.interfaces import (
+from core.clock import Clock, Sleep, to_utc
+from core.errors import (
+    DependencyError,
+    DependencyRejected,
+    LeaseBusy,
+    NothingToConfirm,
+    NylasStateUnknown,
+    PolicyRejectedLifetime,
+    TenantNotFound,
+    TooManyAppPasswords,
+)
+from core.ports import (
     MAX_PERSONAL_APP_PASSWORDS,
     Alert,
     AppInfo,
@@ -39,17 +50,6 @@ from clients.interfaces import (
     Severity,
     TokenVerifier,
     VerifyOutcome,
-)
-from core.clock import Clock, Sleep, to_utc
-from core.errors import (
-    DependencyError,
-    DependencyRejected,
-    LeaseBusy,
-    NothingToConfirm,
-    NylasStateUnknown,
-    PolicyRejectedLifetime,
-    TenantNotFound,
-    TooManyAppPasswords,
 )
 from core.record import CREDENTIAL_PREFIX, NylasTarget, RotationState, TenantRecord, secret_name
 

@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from clients.interfaces import AppInfo, GraphApps, LeaseManager, SecretStore, SecretVersion
 from core.clock import to_utc
 from core.errors import LeaseBusy, ServiceError
+from core.ports import AppInfo, GraphApps, LeaseManager, SecretStore, SecretVersion
 from core.record import MARKER, RotationState, TenantRecord, secret_name
 from rotation.engine import is_ours
 from rotation.scanner import scan

@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from clients.interfaces import Alert, RotationRequest, Severity
 from core.errors import BadRequest, TenantNotFound
+from core.ports import Alert, RotationRequest, Severity
 from core.record import Audience, TenantRecord, secret_name
 from rotation.engine import Outcome
 from rotation.events import EXPIRED, HANDLED, NEAR_EXPIRY, KeyVaultEvent
@@ -21,7 +21,7 @@ from rotation.pacing import DEFAULT_PAUSE_SECONDS, EARLY_TOLERANCE_SECONDS, inte
 from rotation.scanner import ScanReport, scan
 
 if TYPE_CHECKING:
-    from clients.factory import Services
+    from bootstrap import Services
 
 log = logging.getLogger("rotation.operations")
 

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from clients.interfaces import SecretVersion
 from core.clock import to_utc
+from core.ports import SecretVersion
 from core.record import Audience, RotationState, TenantRecord, secret_name
 from rotation.engine import is_due
 

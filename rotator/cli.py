@@ -1,7 +1,7 @@
 """``python -m rotator``: the operator's view of the service, from a shell.
 
 The same settings (``core.settings``) and use cases (``rotation``, ``provisioning``) as the
-function app, through ``clients.factory.services()``. Human tables on stdout by default; ``--json``
+function app, through ``bootstrap.services()``. Human tables on stdout by default; ``--json``
 prints one JSON document on stdout instead. Progress and errors go to stderr.
 
 Exit codes: 0 done; 1 the work failed (a dependency refused, a rotation rolled back, a tenant is
@@ -24,7 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
-from clients.factory import Services, build_services, services, use_services
+from bootstrap import Services, build_services, services, use_services
 from core.errors import (
     BadRequest,
     DependencyError,

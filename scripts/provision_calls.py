@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from blueprints.http_api import provision_tenant
-from clients.factory import use_services
+from bootstrap import use_services
 from devenv.azurite import start_azurite
 from devenv.scenario import register_nylas as scenario_register
 from devenv.scenario import tenant_body as scenario_body

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
-from clients.factory import use_services
+from bootstrap import use_services
 from devenv.azurite import start_azurite
 from devenv.scenario import operator_pastes, provision
 from devenv.wiring import RecordingNotifier, local_env, local_services

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from clients.factory import Services, use_services
+from bootstrap import Services, use_services
 from devenv.azurite import Azurite, start_azurite
 from devenv.wiring import RecordingNotifier, local_env, local_services
 from emulators import Emulators
@@ -34,7 +34,7 @@ def env(emulators: Emulators, azurite: Azurite) -> dict[str, str]:
 
 @pytest.fixture
 def svc(emulators: Emulators, env: dict[str, str], alerts: RecordingNotifier) -> Iterator[Services]:
-    """The service as the function triggers see it (``clients.factory.services()``)."""
+    """The service as the function triggers see it (``bootstrap.services()``)."""
     services = local_services(emulators, env, alerts)
     use_services(services)
     try:

@@ -7,7 +7,7 @@ from typing import Any
 
 import azure.functions as func
 
-from clients.factory import Services
+from bootstrap import Services
 from core.record import TenantRecord, secret_name
 from devenv.queue import Delivery, queue_client
 from devenv.queue import drain as drain_queue

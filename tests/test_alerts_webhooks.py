@@ -19,9 +19,9 @@ import pytest
 
 from blueprints.eventgrid import on_key_vault_event
 from blueprints.queue import rotate_from_queue, rotation_poison
+from bootstrap import Services, use_services
 from clients.alerts import WebhookNotifier
-from clients.factory import Services, use_services
-from clients.interfaces import Alert, RotationRequest, Severity
+from core.ports import Alert, RotationRequest, Severity
 from devenv.wiring import local_services
 from rotation.events import EXPIRED
 from tests.support import drain_queue, key_vault_event, provision, record_of, run_nightly_scan

@@ -9,7 +9,7 @@ import shlex
 
 import pytest
 
-from clients import factory
+import bootstrap as factory
 from core.record import MARKER, RotationState
 from devenv.scenario import (
     check_settled,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from clients.interfaces import SecretVersion
+from core.ports import SecretVersion
 from core.record import MARKER, NylasTarget, RotationState, TenantRecord, secret_name
 from devenv.scenario import add_foreign_credential, credentials, provision, record
 from rotation.engine import is_due

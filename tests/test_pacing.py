@@ -12,8 +12,8 @@ import azure.functions as func
 import pytest
 
 from blueprints.queue import rotate_from_queue
-from clients.factory import use_services
-from clients.interfaces import RotationRequest
+from bootstrap import use_services
+from core.ports import RotationRequest
 from devenv.scenario import provision, record
 from devenv.wiring import local_services
 from rotation.operations import scan_and_queue

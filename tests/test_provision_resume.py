@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from blueprints.http_api import provision_tenant
-from clients.factory import use_services
+from bootstrap import use_services
 from core.record import secret_name
 from devenv.wiring import local_services
 from tests.support import http_request, our_credentials, register_nylas, response_json, tenant_body

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from clients.factory import Services
+from bootstrap import Services
 from core.errors import ServiceError
 from devenv.oracle import recorded
 from devenv.scenario import (

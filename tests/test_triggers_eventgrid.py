@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from blueprints.eventgrid import on_key_vault_event
-from clients.interfaces import Severity
+from core.ports import Severity
 from rotation.events import EXPIRED, NEAR_EXPIRY
 from tests.support import drain_queue, key_vault_event, peek_requests, provision, record_of, run_nightly_scan
 

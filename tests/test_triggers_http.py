@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from blueprints.http_api import confirm_rotation, get_tenant_http, rotate_tenant
-from clients.interfaces import Severity
+from core.ports import Severity
 from tests.support import (
     drain_queue,
     http_request,

@@ -10,8 +10,8 @@ import azure.functions as func
 import pytest
 
 from blueprints.queue import MAX_DEQUEUE_COUNT, rotate_from_queue, rotation_poison
-from clients.interfaces import RotationRequest, Severity
 from core.errors import DependencyUnavailable
+from core.ports import RotationRequest, Severity
 from tests.support import drain_queue, our_credentials, provision, record_of
 
 

@@ -1,4 +1,6 @@
-"""Builds every outside-system client from settings: the one place where SDKs meet config.
+"""The composition root: builds every outside-system client and use case from settings, the one
+place where SDKs meet config. It sits above every layer (core, rotation, provisioning, clients);
+nothing below imports it (tests/test_layers.py).
 
 The function triggers and the operator CLI call ``services()``; tests and the demo
 call ``build_services`` with their own clock, sleep or notifier and ``use_services``.
@@ -14,8 +16,8 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from clients.interfaces import GraphPace, Notifier, RotationQueue
 from core.clock import Clock, Sleep, SystemClock, real_sleep
+from core.ports import GraphPace, Notifier, RotationQueue
 from core.settings import Settings, SettingsError
 from provisioning.manifest import load_manifest
 from provisioning.provision import Provisioner

@@ -1,9 +1,9 @@
-"""The seams: one small typed interface per outside system.
+"""The ports: one small typed interface per outside system, beside the domain.
 
-Use cases and the rotation state machine import only this module, never an SDK.
-Implementations live beside it (graph.py, keyvault.py, entra.py, nylas.py,
-storage.py, alerts.py) and are built by ``clients.factory`` from settings.
-Every implementation raises only ``core.errors`` types.
+Use cases and the rotation state machine import only this module, never an SDK or an
+adapter. The adapters live in ``clients/`` (graph.py, keyvault.py, entra.py, nylas.py,
+storage.py, alerts.py) and implement these; ``bootstrap`` (the composition root, above
+every layer) builds them from settings. Every adapter raises only ``core.errors`` types.
 """
 
 from __future__ import annotations
