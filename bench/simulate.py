@@ -37,6 +37,7 @@ from core.errors import DependencyError
 from core.record import MARKER, RotationState, TenantRecord, secret_name
 from core.settings import Settings
 from devenv.azurite import Azurite, start_azurite
+from devenv.oracle import LOOKALIKE
 from devenv.queue import Delivery, drain
 from devenv.scenario import (
     CREDENTIAL_NAME,
@@ -239,7 +240,7 @@ class Simulation:
         tenant.object_id, tenant.client_id = out["appObjectId"], out["clientId"]
         tenant.hosted = auth["mode"] == "hosted"
         if not tenant.foreign and tenant.target != "v3-credential" and self.rng.random() < 0.3:
-            key_id, _ = self.world.graph.add_password_direct(tenant.object_id, "added by hand")
+            key_id, _ = self.world.graph.add_password_direct(tenant.object_id, LOOKALIKE)
             tenant.foreign.add(key_id)
         if out["rotationState"] == RotationState.AWAITING_CONFIRMATION:
             tenant.confirm_on_day = day + self.rng.randint(0, 10)

@@ -24,6 +24,9 @@ SECRET_NAME = "nylas-entra-{tenant}"  # the default SECRET_PREFIX, as the tests 
 CREDENTIAL_NAME = "nylas-entra-{tenant}"  # the tenant's connector credential at Nylas
 OUR_CREDENTIAL = re.compile(r"nylas-entra-rotator [0-9a-f]{12}")  # exactly; a look-alike is not ours
 RESTING = {"current", "restored"}
+# A credential a person made and named like ours: the test world's foreign credentials look like this,
+# so that a service that matched ours loosely would remove them and break invariant 3.
+LOOKALIKE = "nylas-entra-rotator (manual copy)"
 
 
 @dataclass

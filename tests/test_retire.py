@@ -14,6 +14,7 @@ import pytest
 
 from blueprints.http_api import retire_tenant
 from core.errors import ServiceError
+from devenv.oracle import LOOKALIKE
 from devenv.scenario import (
     TARGETS,
     Tenant,
@@ -79,7 +80,7 @@ def fresh(svc, emulators: Emulators, target: str, name: str = "old") -> Tenant:
     emulators.world.reset()
     extra: dict[str, Any] = {"audience": "multi-org"} if target.startswith("v3-") else {}
     tenant = provision(svc, emulators, name, target, **extra)
-    add_foreign_credential(emulators, tenant, "made by hand")
+    add_foreign_credential(emulators, tenant, LOOKALIKE)
     emulators.world.reset_calls()
     return tenant
 

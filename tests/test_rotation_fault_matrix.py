@@ -22,7 +22,7 @@ import pytest
 
 from bootstrap import Services
 from core.errors import ServiceError
-from devenv.oracle import recorded
+from devenv.oracle import LOOKALIKE, recorded
 from devenv.scenario import (
     TARGETS,
     Tenant,
@@ -113,7 +113,7 @@ def fresh_tenant(svc: Services, emulators: Emulators, target: str) -> Tenant:
     if tenant.v3:  # invariant 6: this user must keep refreshing through every fault
         sign_in_user(emulators, tenant, "ada@outlook.com" if target == "v3-credential" else "ada@contoso.example")
     if target != "v3-credential":
-        add_foreign_credential(emulators, tenant, "made by hand")
+        add_foreign_credential(emulators, tenant, LOOKALIKE)
     emulators.world.clock.advance(days=INTO_WINDOW_DAYS)
     mark_baseline(emulators, tenant)
     emulators.world.reset_calls()
