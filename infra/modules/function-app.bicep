@@ -45,6 +45,7 @@ param instanceMemoryMB int = 2048
 param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
 param secretPrefix string = 'nylas-entra-'
 param rotationSchedule string = '0 0 2 * * *'
+param rotationWindow string = ''
 param rotationQueueName string = 'rotation-requests'
 param leaseContainerName string = 'rotation-leases'
 param defaultSecretLifetimeDays string = '730'
@@ -56,6 +57,14 @@ param defaultRotateBeforeDays string = '30'
   'slack'
 ])
 param alertWebhookKind string = 'generic'
+
+// Caller sign-in (CALLER_AUTH=entra): callers present an Entra access token for the service's
+// own API registration (api-registration.bicep).
+@description('Audiences the API accepts, comma-separated: the client id and/or Application ID URI of the service\'s API app registration. Required with CALLER_AUTH=entra: the app refuses to start without it.')
+param callerAuthAudience string = ''
+
+@description('Entra tenant whose tokens the API accepts. Empty: this deployment\'s tenant.')
+param callerAuthTenantId string = ''
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -122,8 +131,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     }
   }
 
-  // Exactly the names in core.settings.SETTINGS plus the host's own identity-based
-  // settings (tests/infra/test_bicep.py keeps them equal). Keep this a literal object:
+  // Exactly the names in core.settings.SETTINGS plus the host's own settings (identity-based
+  // storage, Application Insights, PYTHON_ENABLE_OPENTELEMETRY) and the caller sign-in
+  // settings (tests/infra/test_infra_bicep.py keeps them equal). Keep this a literal object:
   // the test reads the names from it.
   resource appSettings 'config' = {
     name: 'appsettings'
@@ -136,6 +146,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       // the connection string holds only the ingestion endpoint and component id).
       APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
       APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+      // The Python worker's OpenTelemetry mode; the app itself calls configure_azure_monitor
+      // (when APPLICATIONINSIGHTS_CONNECTION_STRING is set), so its OpenTelemetry metrics reach
+      // customMetrics, which the alert rules and the workbook read.
+      PYTHON_ENABLE_OPENTELEMETRY: 'true'
 
       // Service settings (core.settings.SETTINGS).
       AZURE_TENANT_ID: tenant().tenantId
@@ -153,6 +167,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       DEFAULT_SECRET_LIFETIME_DAYS: defaultSecretLifetimeDays
       DEFAULT_ROTATE_BEFORE_DAYS: defaultRotateBeforeDays
       ROTATION_SCHEDULE: rotationSchedule
+      ROTATION_WINDOW: rotationWindow
       ROTATION_QUEUE: rotationQueueName
       LEASE_CONTAINER: leaseContainerName
       LEASE_SECONDS: '30'
@@ -174,6 +189,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       HTTP_RETRY_BASE_SECONDS: '1'
       // Prefix of the storage settings the code reads: the host's AzureWebJobsStorage__*.
       STORAGE_CONNECTION: 'AzureWebJobsStorage'
+      // Caller sign-in: Entra access tokens for the service's API, with its app roles.
+      CALLER_AUTH: 'entra'
+      CALLER_AUTH_AUDIENCE: callerAuthAudience
+      CALLER_AUTH_TENANT_ID: empty(callerAuthTenantId) ? tenant().tenantId : callerAuthTenantId
     }
   }
 }

@@ -25,6 +25,12 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
       name: 'PerGB2018'
     }
     retentionInDays: retentionInDays
+    // "Use resource or workspace permissions" (the default, stated here because two things
+    // rely on it): workspace-based Application Insights requires it, and the alert rules'
+    // identity reads logs with Monitoring Reader on the component alone (alerts.bicep).
+    features: {
+      enableLogAccessUsingOnlyResourcePermissions: true
+    }
   }
 }
 

@@ -5,13 +5,15 @@
 2. checkov scans infra/ (Bicep framework): it parsed files and resources, had no parsing
    errors, and every failed check is on the commented allow-list below.
 3. The app setting names in the Bicep equal core.settings.SETTINGS plus the Functions
-   host's own identity-based settings; names come from the parsed Bicep tree.
+   host's own settings (and, until the code lists them, the caller sign-in settings); names
+   come from the parsed Bicep tree.
 4. Every role assignment is scoped to one resource declared in its file (never a
    resource group or subscription), with a role that is justified for that resource type.
 5. No listKeys(), no account keys, no secure values in outputs.
 
 Plus a few property checks on the security-relevant settings (shared key off, RBAC vault,
-purge protection, Flex runtime, Event Grid filter / retry / dead letter, Graph app role).
+purge protection, Flex runtime, Event Grid filter / retry / dead letter, Graph app role, the
+API registration's app roles). The alert rules and the workbook: test_alerts_bicep.py.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,8 +53,15 @@ HOST_SETTINGS = frozenset(
         "AzureWebJobsStorage__clientId",
         "APPLICATIONINSIGHTS_CONNECTION_STRING",
         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+        # The Python worker's OpenTelemetry mode (the app configures the Azure Monitor exporter).
+        "PYTHON_ENABLE_OPENTELEMETRY",
     }
 )
+
+# Caller sign-in settings, read by the caller-auth code (written beside this change). Allowed in
+# addition while core.settings.SETTINGS does not list them; once it does, this set is redundant
+# and the usual checks (defaults equal, nothing missing) apply to them like to any other.
+CALLER_AUTH_SETTINGS = frozenset({"CALLER_AUTH", "CALLER_AUTH_AUDIENCE", "CALLER_AUTH_TENANT_ID"})
 
 # Settings that must never be set on a Flex Consumption app, or that would mean a key-based
 # storage connection.
@@ -102,6 +112,11 @@ JUSTIFIED_ROLES: dict[str, tuple[str, str, str]] = {
         "Storage Blob Data Contributor",
         "Microsoft.Storage/storageAccounts/blobServices/containers",
         "Event Grid system topic identity writes dead-lettered events to one container",
+    ),
+    "43d0d8ad-25c7-4714-9337-8ba259a9fe05": (
+        "Monitoring Reader",
+        "Microsoft.Insights/components",
+        "the alert rules' own identity runs their log queries on the component (not the last editor's rights)",
     ),
 }
 
@@ -167,6 +182,9 @@ EXPECTED_BICEP_FILES = {
     "modules/keyvault.bicep",
     "modules/function-app.bicep",
     "modules/graph-permission.bicep",
+    "modules/alerts.bicep",
+    "modules/workbook.bicep",
+    "modules/api-registration.bicep",
 }
 
 Tree = dict[str, Any]
@@ -394,7 +412,7 @@ def test_app_setting_names_match_core_settings() -> None:
     _tree, properties = _app_settings()
     names = set(properties)
     missing = set(SETTINGS) - names
-    extra = names - set(SETTINGS) - HOST_SETTINGS
+    extra = names - set(SETTINGS) - HOST_SETTINGS - CALLER_AUTH_SETTINGS
     assert not missing, f"settings the code reads but the Bicep does not set: {sorted(missing)}"
     assert not extra, f"app settings the code does not read (and not host settings): {sorted(extra)}"
     assert names & FORBIDDEN_SETTINGS == set()
@@ -582,3 +600,54 @@ def test_azure_yaml_and_hooks() -> None:
         assert "eventgrid.bicep" in script.read_text()
         assert "az deployment group create" in script.read_text()
     assert os.access(INFRA / "hooks" / "postdeploy.sh", os.X_OK), "azd runs posix hooks directly: chmod +x"
+
+
+# --- caller sign-in and telemetry settings ----------------------------------------------------
+
+API_ROLES = {"Tenants.Read", "Tenants.Provision", "Rotations.Operate"}
+
+
+def test_api_registration_declares_the_three_app_roles() -> None:
+    rel = "modules/api-registration.bicep"
+    tree = _trees()[rel]
+    assert "microsoftGraphV1" in tree.get("extensions", {})
+    app = _only_body(rel, "Microsoft.Graph/applications")
+    roles = _resolve(tree, app["appRoles"])
+    assert isinstance(roles, list)
+    assert {role["value"] for role in roles} == API_ROLES and len(roles) == len(API_ROLES)
+    for role in roles:
+        assert sorted(role["allowedMemberTypes"]) == ["Application", "User"], role["value"]
+        assert role["isEnabled"] is True
+        assert str(uuid.UUID(role["id"])) == role["id"], "app role ids are fixed GUIDs: they must never change"
+    assert len({role["id"] for role in roles}) == len(roles)
+    # v2 tokens carry the appId as `aud`: that is what CALLER_AUTH_AUDIENCE holds.
+    assert app["api"]["requestedAccessTokenVersion"] == 2
+    assert app["signInAudience"] == "AzureADMyOrg"
+    assert app["identifierUris"] == ["identifierUri"]
+    assert tree["outputs"]["appId"]["value"]["operator"]["operands"] == {"operand_1": "api", "operand_2": "appId"}
+    principal = _only_body(rel, "Microsoft.Graph/servicePrincipals")
+    assert principal["appId"]["operator"]["operands"] == {"operand_1": "api", "operand_2": "appId"}
+    main = _trees()["main.bicep"]
+    module = main["modules"]["apiRegistration"]["config"]  # `= if (deployApiRegistration) {...}`
+    assert module["condition"] == "deployApiRegistration"
+    uri = _resolve(main, module["config"]["params"]["identifierUri"])
+    # api://<tenantId>/<string>: accepted by Entra without a verified domain; stable per environment.
+    assert re.fullmatch(r"api://\$\{tenant\(\)\.tenantId\}/[\w${}-]+", uri), uri
+
+
+def test_caller_auth_and_opentelemetry_settings() -> None:
+    _tree, properties = _app_settings()
+    assert properties["PYTHON_ENABLE_OPENTELEMETRY"] == "true"
+    connection = properties["APPLICATIONINSIGHTS_CONNECTION_STRING"]["operator"]["operands"]
+    assert connection["operand_1"] == "appInsights", "the app configures Azure Monitor only when this is set"
+    assert properties["CALLER_AUTH"] == "entra"
+    assert properties["CALLER_AUTH_AUDIENCE"] == "callerAuthAudience"
+    tenant = properties["CALLER_AUTH_TENANT_ID"]["operator"]
+    assert tenant["type"] == "conditional", "defaults to this deployment's tenant"
+    # main.bicep hands the function app the appId of the registration it creates, unless given one.
+    params = _trees()["main.bicep"]["modules"]["functionApp"]["config"]["params"]
+    audience = params["callerAuthAudience"]["operator"]["operands"]
+    assert audience["false_value"] == "callerAuthAudience"
+    created = audience["true_value"]["operator"]["operands"]["true_value"]
+    # The client id (aud of v2.0 tokens) and the Application ID URI, comma-separated.
+    assert created == "${apiRegistration.outputs.appId},${apiIdentifierUri}", created
