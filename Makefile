@@ -54,5 +54,12 @@ simulate: setup
 emulators: setup
 	$(PY) -m emulators
 
+# A local sandbox for the CLI and `func start` (README: Try it locally): the emulators and Azurite,
+# .sandbox.env and local.settings.json written for them. In the foreground until Ctrl-C;
+# DETACH=1 runs it in the background, STOP=1 stops that one.
+.PHONY: sandbox
+sandbox: $(VENV)/.installed node_modules/.installed
+	$(PY) -m devenv.sandbox $(if $(STOP),--stop,$(if $(DETACH),--detach))
+
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .mypy_cache .pytest_cache .ruff_cache
