@@ -1,4 +1,7 @@
-"""Errors to HTTP, in one place: every 4xx/5xx body is {"error":{"code","message","field",...}}."""
+"""Errors to HTTP, in one place: every 4xx/5xx body is {"error":{"code","message","field",...}}.
+
+Refused callers (401 ``unauthorized``, 403 ``forbidden``) are answered by blueprints/caller_auth.py
+through ``error_response``, with ``WWW-Authenticate``."""
 
 from __future__ import annotations
 
@@ -34,11 +37,22 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None, **extra: Any) -> func.HttpResponse:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> func.HttpResponse:
+    """``{"error": {...}}``; ``headers`` beside the ones the status implies (Retry-After on 429/503;
+    the caller gives WWW-Authenticate on 401/403, blueprints/caller_auth.py)."""
     error: dict[str, Any] = {"code": code, "message": message, "field": field}
     error.update(extra)
-    headers = {"Retry-After": "30"} if status in (429, 503) else None
-    return json_response({"error": error}, status, headers)
+    sent = {"Retry-After": "30"} if status in (429, 503) else {}
+    sent.update(headers or {})
+    return json_response({"error": error}, status, sent or None)
 
 
 def status_of(exc: ServiceError) -> int:

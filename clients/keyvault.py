@@ -1,7 +1,12 @@
-"""Azure Key Vault secrets, behind the ``SecretStore`` seam: the service's only database."""
+"""Azure Key Vault secrets, behind the ``SecretStore`` seam: the service's only database.
+
+Every secret version written (``set``) or re-tagged (``update_tags``) while a caller is set
+(core/audit.py) gets the tag ``requested-by`` naming who asked, within Key Vault's 15 tags.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TypeVar
@@ -17,10 +22,12 @@ from azure.core.exceptions import (
 from azure.keyvault.secrets import SecretClient, SecretProperties
 
 from clients.retrying import pooled_transport
+from core.audit import REQUESTED_BY_TAG, current_caller, stamp
 from core.errors import DependencyError, DependencyRejected, DependencyUnavailable
 from core.ports import SecretVersion
 
 DEPENDENCY = "key-vault"
+log = logging.getLogger("clients.keyvault")
 T = TypeVar("T")
 PAGE_SIZE = 25  # Key Vault's maximum: a scan of N secrets costs ceil(N/25) calls
 
@@ -46,7 +53,7 @@ class KeyVaultStore:
         }
         if ca_bundle:
             options["connection_verify"] = ca_bundle
-        options["transport"] = pooled_transport(ca_bundle=ca_bundle, timeout=timeout)
+        options["transport"] = pooled_transport(ca_bundle=ca_bundle, timeout=timeout, dependency="key-vault")
         self.client = SecretClient(vault_url, credential, **options)
 
     def get(self, name: str, version: str | None = None) -> SecretVersion | None:
@@ -61,6 +68,7 @@ class KeyVaultStore:
     def set(
         self, name: str, value: str, *, tags: dict[str, str], expires_on: datetime | None, content_type: str
     ) -> SecretVersion:
+        tags = _stamped(name, tags)
         secret = _call(
             lambda: self.client.set_secret(
                 name, value, tags=tags, expires_on=expires_on, content_type=content_type, enabled=True
@@ -69,6 +77,7 @@ class KeyVaultStore:
         return _version(secret.properties, value)
 
     def update_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
+        tags = _stamped(name, tags)
         _call(lambda: self.client.update_secret_properties(name, version, tags=tags))
 
     def list_properties(self) -> Iterator[SecretVersion]:
@@ -107,6 +116,17 @@ class KeyVaultStore:
                 _version(p, None) for p in self.client.list_properties_of_secret_versions(name, max_page_size=PAGE_SIZE)
             ]
         )
+
+
+def _stamped(name: str, tags: dict[str, str]) -> dict[str, str]:
+    """The tags with ``requested-by`` naming the current caller (core.audit), when one is set."""
+    out, recorded = stamp(tags)
+    if not recorded:
+        log.warning(
+            "requested-by not recorded: the secret version already holds Key Vault's 15 tags",
+            extra={"secret": name, "tag": REQUESTED_BY_TAG, "caller": current_caller()},
+        )
+    return out
 
 
 def _call(fn: Callable[[], T]) -> T:

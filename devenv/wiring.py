@@ -55,6 +55,9 @@ def local_env(emulators: Emulators, storage_connection: str, **overrides: str) -
         "HTTP_MAX_RETRIES": "2",
         # Retries still happen (and Retry-After is still honoured); only the base backoff is short.
         "HTTP_RETRY_BASE_SECONDS": "0.05",
+        # Callers are not signed in here unless a test asks (tests/test_caller_auth.py passes
+        # CALLER_AUTH=entra and the emulated API's audience): the handlers run as with function keys.
+        "CALLER_AUTH": "function-key",
     }
     env.update(overrides)
     return env

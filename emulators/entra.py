@@ -5,6 +5,11 @@ is a live, propagated password credential of the Graph app whose appId is the
 client id, exactly like Entra validates against the directory. Users sign in at
 ``/authorize`` (the emulator signs in whoever ``login_hint`` names) and the app
 redeems the code or a refresh token at ``/token``.
+
+Tokens for Graph and Key Vault are opaque (the emulators look them up). Tokens for the service's own
+API (``scope=<its Application ID URI or client id>/.default``) are real RS256 JWTs shaped like
+Entra's v2.0 access tokens, signed with the key published at ``/{tenant}/discovery/v2.0/keys``
+(world.caller_api): the service validates them as it would Entra's.
 """
 
 from __future__ import annotations
@@ -163,6 +168,13 @@ _ERRORS: dict[str, tuple[str, int, str]] = {
         "interactive authorization request for this user and resource.",
     ),
     "AADSTS70000": ("invalid_grant", 400, "Provided grant is invalid or malformed."),
+    # Caller sign-in: the API's service principal requires an assignment and the client has none.
+    "AADSTS501051": (
+        "invalid_grant",
+        400,
+        "Application '{client_id}'({app_name}) is not assigned to a role for the application "
+        "'{resource}'({resource_name}).",
+    ),
 }
 
 # Sign-in page (GET /authorize) refusals: AADSTS code -> description template.
@@ -258,6 +270,46 @@ class EntraService(Service):
         )
         self.add("POST", r"/(?P<tenant>[^/]+)/oauth2/v2\.0/token", "entra.token", self.token)
         self.add("GET", r"/(?P<tenant>[^/]+)/oauth2/v2\.0/authorize", "entra.authorize", self.authorize)
+        # Caller sign-in: the keys the service's API tokens are signed with.
+        self.add("GET", r"/(?P<tenant>[^/]+)/discovery/v2\.0/keys", "entra.jwks", self.jwks)
+
+    # -- caller sign-in: the issuer's authority is this emulator's own URL, known once it listens
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    @base_url.setter
+    def base_url(self, value: str) -> None:
+        self._base_url = value
+        if value:
+            self.world.caller_api.authority = value
+
+    def jwks(self, req: Request, tenant: str) -> Response:
+        if not self.world.entra.known_tenant(tenant) and tenant.lower() not in {"common", "organizations"}:
+            return self._aadsts("AADSTS90002", tenant=tenant)
+        return json_response(200, self.world.caller_api.jwks())
+
+    def _caller_api_token(self, client_id: str) -> Response:
+        """client_credentials for the service's API: a signed v2.0 app token with the client's roles."""
+        api = self.world.caller_api
+        refused = api.refusal(client_id)
+        if refused is not None:
+            app = self.world.graph.by_app_id(client_id)
+            return self._aadsts(
+                refused,
+                client_id=client_id,
+                app_name=app.display_name if app else "",
+                resource=api.identifier_uri,
+                resource_name=api.display_name,
+            )
+        token = api.app_token(client_id)
+        body = {
+            "token_type": "Bearer",
+            "expires_in": TOKEN_LIFETIME_SECONDS,
+            "ext_expires_in": TOKEN_LIFETIME_SECONDS,
+            "access_token": token,
+        }
+        return json_response(200, body, _NO_CACHE)
 
     # -- error format
     def _aadsts(self, code: str, **fmt: str) -> Response:
@@ -362,7 +414,8 @@ class EntraService(Service):
         if len(scopes) != 1 or not scopes[0].endswith("/.default"):
             return self._aadsts("AADSTS1002012", scope=scope)
         resource = _RESOURCES.get(scopes[0][: -len("/.default")])
-        if resource is None:
+        caller_api = resource is None and self.world.caller_api.matches(scopes[0][: -len("/.default")])
+        if resource is None and not caller_api:
             return self._aadsts("AADSTS500011", resource=scopes[0][: -len("/.default")], tenant=tenant)
         secret = form.get("client_secret", "")
         if not secret and self.world.graph.by_app_id(client_id) is not None:
@@ -372,6 +425,8 @@ class EntraService(Service):
             return self._aadsts(code, tenant=self.world.entra.tenant_id, client_id=client_id)
         if not ok:
             return self._aadsts(code, tenant=tenant, client_id=client_id)
+        if caller_api or resource is None:
+            return self._caller_api_token(client_id)
         token = self.world.entra.issue_token(client_id, resource)
         return json_response(
             200,
