@@ -6,12 +6,27 @@ addPassword, removePassword, POST /servicePrincipals [G5]) only the applications
 owns (those it created [G6], or was made owner of); adding owners is refused. New
 objects are invisible to keyed reads for ``world.graph.replication_delay`` seconds,
 like Entra's directory replication [G12].
+
+Going to production (issue 14): ``info`` (informationalUrl) on GET/PATCH [IU][TOS], ``publisherDomain`` (read
+only; the portal sets it [PD]) and ``verifiedPublisher`` on GET, ``PUT/GET .../logo`` (the portal's rules [BR];
+Graph publishes none), and ``setVerifiedPublisher``/``unsetVerifiedPublisher``: delegated
+Application.ReadWrite.All only, for a user holding Application Administrator, Cloud Application Administrator
+or Global Administrator, with the errors of [PV1] ([SVP] for the permission; the refusal of an application
+token is UNCONFIRMED: see ``_app_only_refused``).
+
+Sources beside docs/emulators.md's: [SVP] learn.microsoft.com/graph/api/application-setverifiedpublisher;
+[PV1] learn.microsoft.com/entra/identity-platform/troubleshoot-publisher-verification; [PV2] .../publisher-
+verification-overview; [PD] .../howto-configure-publisher-domain; [IU] learn.microsoft.com/graph/api/resources/
+informationalurl; [TOS] .../howto-add-terms-of-service-privacy-statement; [BR] the app registration portal's
+logo rules (.png/.jpg/.bmp under 100 KB, 215x215 px), as learn.microsoft.com's app registration field
+reference (2017) states them.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import math
 import re
@@ -24,12 +39,18 @@ from urllib.parse import quote, urlsplit
 from ._http import HttpError, Request, Response, Service, empty, json_response
 from .world import (
     GRAPH_RESOURCE,
+    LOGO_CONTENT_TYPES,
+    MAX_LOGO_BYTES,
     PERSONAL_AUDIENCES,
+    PUBLISHER_ROLES,
+    DelegatedGrant,
     GraphApp,
     ServicePrincipal,
+    StoredLogo,
     World,
     add_years,
     default_app_data,
+    iso,
     stable_guid,
 )
 
@@ -199,6 +220,16 @@ class GraphService(Service):
             self.get_sp_by_app_id,
         )
         self.add("GET", v + r"/servicePrincipals/(?P<oid>[^/()]+)", "graph.get_service_principal", self.get_sp)
+        # Going to production (issue 14): the logo and the verified publisher.
+        self.add("PUT", v + r"/applications/(?P<oid>[^/()]+)/logo", "graph.put_logo", self.put_logo)
+        self.add("GET", v + r"/applications/(?P<oid>[^/()]+)/logo", "graph.get_logo", self.get_logo)
+        for action, handler in (
+            ("setVerifiedPublisher", self.set_verified_publisher),
+            ("unsetVerifiedPublisher", self.unset_verified_publisher),
+        ):
+            route = "graph." + ("set" if action.startswith("set") else "unset") + "_verified_publisher"
+            self.add("POST", v + r"/applications/(?P<oid>[^/()]+)/(?:microsoft\.graph\.)?" + action, route, handler)
+            self.add("POST", v + r"/applications" + _KEY + r"/(?:microsoft\.graph\.)?" + action, route, handler)
 
     # -- wire format
     def error_response(
@@ -255,6 +286,9 @@ class GraphService(Service):
 
     def _app_json(self, req: Request, app: GraphApp, *, entity: bool = True) -> dict[str, Any]:
         body = app.to_json()
+        # Graph answers both complex properties even when unset, with null members [IU][PV1].
+        body["info"] = {**_EMPTY_INFO, **(body.get("info") or {})}
+        body["verifiedPublisher"] = {**_EMPTY_PUBLISHER, **(body.get("verifiedPublisher") or {})}
         select = req.q("$select")
         if select:
             wanted = {s.strip() for s in select.split(",")} | {"id"}
@@ -363,6 +397,8 @@ class GraphService(Service):
             uris = web.get("redirectUris", []) if isinstance(web, dict) else None
             if not isinstance(uris, list) or any(not isinstance(u, str) for u in uris):
                 raise _bad("Invalid value specified for property 'web' of resource 'Application'.")
+        if "info" in data:
+            data["info"] = _info(data["info"])
         if "requiredResourceAccess" in data and not isinstance(data["requiredResourceAccess"], list):
             raise _bad("Invalid value specified for property 'requiredResourceAccess' of resource 'Application'.")
         if "uniqueName" in data:
@@ -384,6 +420,10 @@ class GraphService(Service):
         for key, value in data.items():
             if key == "web" and isinstance(app.data.get("web"), dict):
                 app.data["web"] = {**app.data["web"], **value}
+            elif key == "info":
+                # Replaced whole [TOS]; logoUrl is read-only: it follows the uploaded logo, whatever is sent.
+                logo = (app.data.get("info") or {}).get("logoUrl")
+                app.data["info"] = {**value, "logoUrl": logo}
             else:
                 app.data[key] = value
 
@@ -504,6 +544,7 @@ class GraphService(Service):
     def _delete(self, app: GraphApp) -> Response:
         graph = self.world.graph
         graph.apps.pop(app.object_id, None)
+        self.world.publisher.logos.pop(app.object_id, None)
         sp = graph.sp_by_app_id(app.app_id)
         if sp is not None:
             graph.service_principals.pop(sp.object_id, None)
@@ -653,6 +694,171 @@ class GraphService(Service):
     def get_sp(self, req: Request, oid: str) -> Response:
         self._caller(req)
         return self._sp_json(req, self.world.graph.service_principals.get(oid), oid)
+
+    # -- going to production: the logo [BR] and the verified publisher [SVP][PV1][PV2] (issue 14)
+    def put_logo(self, req: Request, oid: str) -> Response:
+        """PUT .../logo: the image as the body, its type in Content-Type. The owner (OwnedBy) may. The rules
+        are the portal's [BR], and so are the refusals here (Graph publishes none: shapes guessed)."""
+        caller = self._caller(req)
+        app = self._app(req, oid)
+        content_type = req.header("Content-Type").partition(";")[0].strip().lower()
+        magic = LOGO_CONTENT_TYPES.get(content_type)
+        if magic is None:
+            raise _bad(f"The content type '{content_type}' is not supported for the application logo.")
+        if not req.body or not req.body.startswith(magic):
+            raise _bad("The logo is not a valid image of the given content type.")
+        if len(req.body) > MAX_LOGO_BYTES:
+            raise _bad(f"The logo is larger than the maximum allowed size of {MAX_LOGO_BYTES} bytes.")
+        self._quota(caller, app.data)
+        self.world.publisher.logos[app.object_id] = StoredLogo(content_type, bytes(req.body))
+        digest = hashlib.sha256(req.body).hexdigest()
+        ticks = int((self.world.clock.now() - datetime(1, 1, 1, tzinfo=UTC)).total_seconds() * 10_000_000)
+        info = {**_EMPTY_INFO, **(app.data.get("info") or {})}
+        # The CDN URL's shape is guessed (a path per upload, a timestamp query).
+        info["logoUrl"] = (
+            f"https://secure.aadcdn.microsoftonline-p.com/{self.world.entra.tenant_id}/appbranding/"
+            f"{digest[:32]}/1/bannerlogo?ts={ticks}"
+        )
+        app.data["info"] = info
+        return empty(204)
+
+    def get_logo(self, req: Request, oid: str) -> Response:
+        app = self._readable(req, oid)
+        logo = self.world.publisher.logos.get(app.object_id)
+        if logo is None:
+            raise _not_found(oid)
+        return Response(200, logo.data, {"Content-Type": logo.content_type})
+
+    def _publisher_caller(self, req: Request) -> tuple[str, DelegatedGrant]:
+        """A signed-in person with delegated Application.ReadWrite.All [SVP]; an application is refused."""
+        caller = self._caller(req)  # 401 for no token or an unknown one
+        grant = self.world.publisher.delegated(req.header("Authorization")[7:].strip())
+        if grant is None:
+            raise _app_only_refused()
+        if "application.readwrite.all" not in {s.lower() for s in grant.scopes}:
+            raise _denied()
+        return caller, grant
+
+    def _publisher_app(self, req: Request, oid: str | None, key: str | None, value: str | None) -> GraphApp:
+        if oid is not None:
+            return self._visible(self.world.graph.apps.get(oid), oid)
+        assert key is not None and value is not None
+        return self._visible(self._by_key(key, value), f"{key}='{value}'")
+
+    def _may_verify(self, grant: DelegatedGrant, app: GraphApp) -> None:
+        operator = self.world.publisher.operator(grant.upn)
+        if operator is None or not operator.roles & set(PUBLISHER_ROLES):
+            # [PV1] NotAuthorizedToVerifyPublisher, HTTP 403.
+            raise HttpError(
+                403,
+                "NotAuthorizedToVerifyPublisher",
+                f"You are not authorized to set the verified publisher property on application ({app.app_id})",
+            )
+
+    def set_verified_publisher(
+        self, req: Request, oid: str | None = None, key: str | None = None, value: str | None = None
+    ) -> Response:
+        caller, grant = self._publisher_caller(req)
+        app = self._publisher_app(req, oid, key, value)
+        self._may_verify(grant, app)
+        body = req.json() if req.header("Content-Type").lower().startswith("application/json") else None
+        mpn = body.get("verifiedPublisherId") if isinstance(body, dict) else None
+        if not isinstance(mpn, str) or not mpn:
+            raise _bad(
+                "The MPN Id was not provided in the request body or the request content type was not "
+                '"application/json".',
+                "MPNIdWasNotProvided",
+            )
+        publisher = self.world.publisher
+        domain = str(app.data.get("publisherDomain") or "")
+        if not domain:
+            raise _bad(
+                f"The target application ({app.app_id}) must have a Publisher Domain set. Set a Publisher Domain "
+                "and try again.",
+                "NoPublisherDomainOnApplication",
+            )
+        partner = publisher.partners.get(mpn)
+        if partner is None:
+            raise _bad(
+                f"The MPN ID you provided ({mpn}) does not exist, or you do not have access to it. Please provide a "
+                "valid MPN ID and try again.",
+                "MPNAccountNotFoundOrNoAccess",
+            )
+        if not partner.vetted:
+            raise _bad(
+                f"The MPN ID ({mpn}) you provided has not completed the vetting process. Please complete this "
+                "process in Partner Center and try again.",
+                "MPNAccountNotVetted",
+            )
+        low = domain.lower()
+        matches = low == partner.email_domain or low.endswith("." + partner.email_domain)
+        if low.endswith(".onmicrosoft.com") or not (matches or publisher.domain_verified(partner.email_domain)):
+            raise _bad(
+                f"The target application's Publisher Domain ({domain}) either doesn't match the domain used to "
+                f"perform email verification in Partner Center ({partner.email_domain}) or has not been verified. "
+                "Ensure these domains match and have been verified then try again.",
+                "PublisherDomainMismatch",
+            )
+        self._quota(caller, app.data)
+        app.data["verifiedPublisher"] = {
+            "displayName": partner.display_name,
+            "verifiedPublisherId": partner.mpn_id,
+            "addedDateTime": iso(self.world.clock.now()),
+        }
+        return empty(204)
+
+    def unset_verified_publisher(
+        self, req: Request, oid: str | None = None, key: str | None = None, value: str | None = None
+    ) -> Response:
+        caller, grant = self._publisher_caller(req)
+        app = self._publisher_app(req, oid, key, value)
+        self._may_verify(grant, app)
+        self._quota(caller, app.data)
+        app.data["verifiedPublisher"] = dict(_EMPTY_PUBLISHER)
+        return empty(204)
+
+
+_EMPTY_INFO: dict[str, Any] = {
+    "logoUrl": None,
+    "marketingUrl": None,
+    "privacyStatementUrl": None,
+    "supportUrl": None,
+    "termsOfServiceUrl": None,
+}
+_EMPTY_PUBLISHER: dict[str, Any] = {"displayName": None, "verifiedPublisherId": None, "addedDateTime": None}
+_INFO_URLS = ("marketingUrl", "privacyStatementUrl", "supportUrl", "termsOfServiceUrl")
+
+
+def _info(value: Any) -> dict[str, Any]:
+    """A PATCH's ``info``: the four URLs (valid http(s) URLs of at most 2048 characters [TOS]); logoUrl is
+    read-only and ignored (a PATCH that sends it answers 204 and leaves the logo as it is). Refusals guessed."""
+    if not isinstance(value, dict):
+        raise _invalid("info")
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key.startswith("@odata.") or key == "logoUrl":
+            continue
+        if key not in _INFO_URLS:
+            raise _bad(
+                f"Property '{key}' does not exist on type 'microsoft.graph.informationalUrl'. Make sure to only use "
+                "property names that are defined by the type.",
+                "BadRequest",
+            )
+        if item is not None:
+            parts = urlsplit(item) if isinstance(item, str) else None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or len(item) > 2048:
+                raise _invalid("info")
+        out[key] = item
+    return {k: out.get(k) for k in _INFO_URLS}
+
+
+def _app_only_refused() -> HttpError:
+    """setVerifiedPublisher or unsetVerifiedPublisher with an application token. UNCONFIRMED: [SVP] says only
+    that application permissions are not supported. The message is the one [PV1] (its 2020 edition, "internal
+    logs") gives for an app-only attempt; the status and code are Graph's usual 403, guessed."""
+    return HttpError(
+        403, "Authorization_RequestDenied", "This operation requires the presence of both a user and an application."
+    )
 
 
 def _quote(value: str) -> str:

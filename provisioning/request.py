@@ -12,6 +12,9 @@ accept and reject the same requests.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -22,6 +25,8 @@ from core.record import SLUG, Audience, NylasTarget
 from provisioning.graph_scopes import ALWAYS, DEFAULT_SCOPES, MAX_PERMISSIONS_PER_API, canonical
 
 MAX_BODY_BYTES = 64 * 1024
+# PATCH /api/tenants/{tenant} (branding only) may carry a logo of MAX_LOGO_BYTES in base64: 4/3 of it and some.
+MAX_BRANDING_BODY_BYTES = 144 * 1024
 MAX_DISPLAY_NAME = 120  # Graph's limit for an application's displayName
 MAX_DISPLAY_NAME_PERSONAL = 90  # ... for an app that also signs in personal accounts (E1)
 MAX_SCOPE_NAME = 100
@@ -55,6 +60,24 @@ REDIRECT_URI_PATTERN = (
 )
 GUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
+# Branding: the app's ``info`` URLs (Graph's informationalUrl) and its logo (PUT /applications/{id}/logo).
+# Entra takes http or https, at most 2048 characters, for the terms of service and privacy statement links
+# (learn.microsoft.com/entra/identity-platform/howto-add-terms-of-service-privacy-statement); we take https only.
+MAX_INFO_URL = 2048
+INFO_URL_PATTERN = (
+    r"^https://[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+    r"(?::[0-9]{1,5})?(?:[/?#][\x21-\x7e]*)?$"
+)
+# Request field -> Graph's informationalUrl property (the same names).
+BRANDING_URL_FIELDS = ("marketingUrl", "privacyStatementUrl", "supportUrl", "termsOfServiceUrl")
+BRANDING_FIELDS = frozenset({*BRANDING_URL_FIELDS, "logo"})
+LOGO_FIELDS = frozenset({"contentType", "base64"})
+# The app registration portal's logo rules: .png, .jpg or .bmp, under 100 KB, 215x215 pixels recommended
+# (Microsoft Graph documents no limit of its own for PUT /applications/{id}/logo). Each type's first bytes.
+MAX_LOGO_BYTES = 100 * 1024
+LOGO_TYPES = {"image/png": (b"\x89PNG\r\n\x1a\n",), "image/jpeg": (b"\xff\xd8\xff",), "image/bmp": (b"BM",)}
+LOGO_TYPE_NAMES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/bmp": "BMP"}
+
 # Nylas hosted auth's callback, per API generation and region (world-facts "What changed" 3).
 HOSTED_REDIRECTS = {
     2: {"us": "https://api.nylas.com/oauth/callback", "eu": "https://ireland.api.nylas.com/oauth/callback"},
@@ -72,7 +95,9 @@ DEFAULT_TARGET = NylasTarget.V3_CREDENTIAL.value
 
 # Field names, required and optional, per object: the schema's `required` and `properties`.
 TOP_REQUIRED = frozenset({"tenant", "displayName", "auth", "nylas"})
-TOP_OPTIONAL = frozenset({"audience", "secretLifetimeDays", "rotateBeforeDays", "existingAppId", "scopes", "replaces"})
+TOP_OPTIONAL = frozenset(
+    {"audience", "secretLifetimeDays", "rotateBeforeDays", "existingAppId", "scopes", "replaces", "branding"}
+)
 HOSTED_AUTH_FIELDS = frozenset({"mode", "region"})
 NATIVE_AUTH_FIELDS = frozenset({"mode", "redirectUri"})
 NYLAS_REQUIRED = frozenset({"region", "appId"})
@@ -91,6 +116,30 @@ class NylasSpec:
 
 
 @dataclass(frozen=True)
+class Logo:
+    """An image for the app's logo, checked here: its type, its first bytes, its size."""
+
+    content_type: str  # a LOGO_TYPES key
+    data: bytes = field(repr=False)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Branding:
+    """What people see of the app when they consent: ``info`` URLs and the logo. None leaves a field as it is
+    (there is no way to remove one here: do that in the portal)."""
+
+    marketing_url: str | None = None
+    privacy_statement_url: str | None = None
+    support_url: str | None = None
+    terms_of_service_url: str | None = None
+    logo: Logo | None = None
+
+
+@dataclass(frozen=True)
 class ProvisionRequest:
     tenant: str
     display_name: str
@@ -103,6 +152,7 @@ class ProvisionRequest:
     existing_app_id: str = ""
     scopes: tuple[str, ...] = ()  # v3: Graph delegated scope names; v2: () (the v2 manifest)
     replaces: str = ""  # v3: the v2 tenant this one replaces
+    branding: Branding | None = None  # applied to the app, idempotently (provisioning/branding.py)
 
     @property
     def sign_in_audience(self) -> str:
@@ -199,9 +249,9 @@ def _reject_constant(name: str) -> Any:
     raise BadRequest(f"{name} is not a JSON number", field="body")
 
 
-def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
-    if len(body) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes", field="body")
+def parse_body(body: bytes, content_type: str, *, max_bytes: int = MAX_BODY_BYTES) -> dict[str, Any]:
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes", field="body")
     media, _, params = content_type.partition(";")
     charset = ""
     for param in params.split(";"):
@@ -364,6 +414,7 @@ def parse_request(
     existing = ""
     if "existingAppId" in data:
         existing = _text(data, "existingAppId", "", GUID_PATTERN, 36, "an application (client) id, a GUID").lower()
+    branding = parse_branding(data["branding"]) if "branding" in data else None
 
     return ProvisionRequest(
         tenant=tenant,
@@ -377,6 +428,7 @@ def parse_request(
         existing_app_id=existing,
         scopes=scopes,
         replaces=replaces,
+        branding=branding,
     )
 
 
@@ -408,3 +460,73 @@ def _scopes(value: Any) -> tuple[str, ...]:
             field="scopes",
         )
     return names
+
+
+def parse_branding(value: Any, where: str = "branding") -> Branding:
+    """``branding``: https URLs for Graph's informationalUrl fields, and a logo as base64. Everything about the
+    logo (type, first bytes, size) is checked here, before any outside call."""
+    obj = _object(value, where)
+    _fields(obj, f"{where}.", frozenset(), BRANDING_FIELDS)
+    if not obj:
+        raise BadRequest(f"{where} must name at least one of {sorted(BRANDING_FIELDS)}", field=where)
+    urls: dict[str, str] = {}
+    for key in BRANDING_URL_FIELDS:
+        if key in obj:
+            urls[key] = _text(
+                obj, key, f"{where}.", INFO_URL_PATTERN, MAX_INFO_URL, "an https URL (https://host[:port][/path])"
+            )
+    logo = _logo(obj["logo"], f"{where}.logo") if "logo" in obj else None
+    return Branding(
+        marketing_url=urls.get("marketingUrl"),
+        privacy_statement_url=urls.get("privacyStatementUrl"),
+        support_url=urls.get("supportUrl"),
+        terms_of_service_url=urls.get("termsOfServiceUrl"),
+        logo=logo,
+    )
+
+
+def parse_branding_update(data: Any) -> Branding:
+    """The body of PATCH /api/tenants/{tenant}: ``{"branding": {...}}`` and nothing else."""
+    data = _object(data, "body")
+    _fields(data, "", frozenset({"branding"}), frozenset())
+    return parse_branding(data["branding"])
+
+
+def logo_from_file(data: bytes, where: str = "--logo") -> Logo:
+    """A logo read from a file (the CLI): its type is told by its first bytes."""
+    content_type = next((t for t, magic in LOGO_TYPES.items() if data.startswith(magic)), "")
+    if not content_type:
+        raise BadRequest(f"{where} must be a PNG, JPEG or BMP image", field=where)
+    return _checked_logo(content_type, data, where)
+
+
+def _logo(value: Any, where: str) -> Logo:
+    obj = _object(value, where)
+    _fields(obj, f"{where}.", LOGO_FIELDS, frozenset())
+    content_type = _choice(obj, "contentType", f"{where}.", tuple(LOGO_TYPES))
+    raw = obj["base64"]
+    path = f"{where}.base64"
+    if not isinstance(raw, str):
+        raise BadRequest(f"{path} must be a string", field=path)
+    if len(raw) > 4 * ((MAX_LOGO_BYTES + 2) // 3):
+        raise BadRequest(f"{path} is larger than {MAX_LOGO_BYTES // 1024} KB once decoded", field=path)
+    try:
+        data = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"{path} must be standard base64 (A-Z, a-z, 0-9, +, / and = padding)", field=path) from None
+    return _checked_logo(content_type, data, path)
+
+
+def _checked_logo(content_type: str, data: bytes, where: str) -> Logo:
+    if not data:
+        raise BadRequest(f"{where} is empty", field=where)
+    if len(data) > MAX_LOGO_BYTES:
+        raise BadRequest(
+            f"{where} is larger than {MAX_LOGO_BYTES // 1024} KB (the app registration portal's limit for a logo)",
+            field=where,
+        )
+    if not any(data.startswith(magic) for magic in LOGO_TYPES[content_type]):
+        raise BadRequest(
+            f"{where} is not a {LOGO_TYPE_NAMES[content_type]} image (its first bytes say otherwise)", field=where
+        )
+    return Logo(content_type, data)
