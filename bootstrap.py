@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from core.clock import Clock, Sleep, SystemClock, real_sleep
-from core.ports import GraphPace, Notifier, RotationQueue
+from core.ports import GraphPace, LeaseManager, Notifier, RotationQueue, RotationRequest
 from core.settings import Settings, SettingsError
 from provisioning.manifest import load_manifest
 from provisioning.provision import Provisioner
@@ -64,6 +64,38 @@ def service_credential(settings: Settings) -> TokenCredential:
     return ManagedIdentityCredential(client_id=settings.client_id or None)
 
 
+_NO_STORAGE = (
+    "storage is not configured{why}: set AzureWebJobsStorage (a connection string locally; `make sandbox` writes "
+    "one for Azurite) or AzureWebJobsStorage__accountName"
+)
+
+
+class NoStorage:
+    """The lease manager, the queue and the pace of services built without storage (read-only
+    callers): every use fails, before any write, with the setting to add."""
+
+    def _refuse(self, what: str) -> NoReturn:
+        raise SettingsError(_NO_STORAGE.format(why=f" ({what} needs it)"))
+
+    def hold(self, tenant: str) -> NoReturn:
+        self._refuse("the tenant's lease")
+
+    def check_current(self) -> NoReturn:
+        self._refuse("the lease a write must hold")
+
+    def send(self, request: RotationRequest, *, delay_seconds: float = 0.0) -> NoReturn:
+        self._refuse("the rotation queue")
+
+    def reserve(self, count: int, interval: float) -> NoReturn:
+        self._refuse("the Graph pace")
+
+    def slow_down(self, seconds: float) -> NoReturn:
+        self._refuse("the Graph pace")
+
+    def paused_until(self) -> NoReturn:
+        self._refuse("the Graph pace")
+
+
 def build_services(
     settings: Settings,
     *,
@@ -71,8 +103,12 @@ def build_services(
     sleep: Sleep | None = None,
     notifier: Notifier | None = None,
     credential: TokenCredential | None = None,
+    storage: bool = True,
 ) -> Services:
-    from clients.alerts import LogNotifier, WebhookNotifier
+    """Every client and use case. ``storage=False`` (read-only callers: the CLI's plan, status and
+    cleanup dry run) builds no storage client and needs no storage setting; the lease manager, the
+    queue and the pace are then a stand-in that refuses every use, naming the missing setting."""
+    from clients.alerts import CountedNotifier, LogNotifier, WebhookNotifier
     from clients.entra import EntraVerifier
     from clients.fencing import WRITES, Fenced
     from clients.graph import GraphClient
@@ -80,11 +116,8 @@ def build_services(
     from clients.nylas import NylasGatewayHttp
     from clients.storage import BlobGraphPace, BlobLeaseManager, StorageRotationQueue
 
-    if not settings.storage.configured:
-        raise SettingsError(
-            f"storage is not configured: set {settings.storage.__class__.__name__} via AzureWebJobsStorage "
-            "(a connection string locally) or AzureWebJobsStorage__accountName"
-        )
+    if storage and not settings.storage.configured:
+        raise SettingsError(_NO_STORAGE.format(why=""))
     credential = credential or service_credential(settings)
     sleep = sleep or real_sleep
     timeout = float(settings.http_timeout_seconds)
@@ -119,8 +152,12 @@ def build_services(
             if settings.alert_webhook_url
             else LogNotifier()
         )
-    leases = BlobLeaseManager(
-        settings.storage, settings.lease_container, seconds=settings.lease_seconds, credential=credential
+    leases: LeaseManager = (
+        BlobLeaseManager(
+            settings.storage, settings.lease_container, seconds=settings.lease_seconds, credential=credential
+        )
+        if storage
+        else NoStorage()
     )
     nylas = NylasGatewayHttp(
         v3_api=settings.nylas_v3_api,
@@ -146,7 +183,7 @@ def build_services(
         ),
         nylas=Fenced(nylas, WRITES["nylas"], fence),
         leases=leases,
-        notifier=notifier,
+        notifier=CountedNotifier(notifier),
         clock=clock or SystemClock(),
         sleep=sleep,
     )
@@ -161,8 +198,11 @@ def build_services(
     provisioner = Provisioner(
         engine, load_manifest(settings.permission_manifest_path), authority_host=settings.authority_host
     )
-    queue = StorageRotationQueue(settings.storage, settings.rotation_queue, credential=credential)
-    pace = BlobGraphPace(settings.storage, settings.lease_container, deps.clock, credential=credential)
+    queue: RotationQueue = NoStorage()
+    pace: GraphPace = NoStorage()
+    if storage:
+        queue = StorageRotationQueue(settings.storage, settings.rotation_queue, credential=credential)
+        pace = BlobGraphPace(settings.storage, settings.lease_container, deps.clock, credential=credential)
     return Services(settings, deps, engine, provisioner, Retirement(engine), queue, pace, vault, graph)
 
 
@@ -170,11 +210,15 @@ _lock = threading.Lock()
 _services: Services | None = None
 
 
-def services() -> Services:
-    """The process-wide services, built on first use (not at import: cold start stays cheap)."""
+def services(*, storage: bool = True) -> Services:
+    """The process-wide services, built on first use (not at import: cold start stays cheap).
+    ``storage=False`` (a read-only caller): the installed services if any, else a build without
+    storage that is not kept (a later caller that needs storage gets a full build)."""
     global _services
     with _lock:
         if _services is None:
+            if not storage:
+                return build_services(Settings.from_env(), storage=False)
             _services = build_services(Settings.from_env())
         return _services
 

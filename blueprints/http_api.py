@@ -1,5 +1,18 @@
-"""HTTP API: provision, status, rotate now, confirm a manual update. Auth level FUNCTION.
+"""HTTP API: provision, status, branding, rotate now, confirm a manual update, retire.
 
+Callers sign in with Entra ID (blueprints/caller_auth.py): each handler is wrapped in
+``requires(<app role>)``, which answers 401/403 before the handler runs and runs it on the caller's
+behalf. Tenants.Read reads, Tenants.Provision provisions, changes and retires, Rotations.Operate
+rotates and confirms. The routes' auth level is ``ROUTE_AUTH_LEVEL``: ANONYMOUS when
+``CALLER_AUTH=entra`` is set (the token is the check), else FUNCTION (the host's function keys).
+
+- ``POST /api/tenants`` makes the tenant exist (app, service principal, first secret in Key Vault)
+  and answers 202 with ``Location``: Azure ends an HTTP request at 230 s, and Entra may take
+  longer to accept a new secret, so proving it, pushing it to Nylas and finishing are queued.
+  ``GET /api/tenants/{tenant}`` shows ``pending`` until ``current`` (or ``awaiting-confirmation``);
+  the same POST meanwhile answers the same 202; for a settled tenant, 200.
+- ``GET /api/tenants/{tenant}`` adds ``readiness`` (verified publisher, publisher domain, consent).
+- ``PATCH /api/tenants/{tenant}`` changes the app's branding (``{"branding": {...}}``), idempotently.
 - ``POST /api/tenants/{tenant}/rotate`` queues a forced rotation and answers 202 at once, with
   ``Location`` (and ``status`` in the body) naming where to read the tenant's state.
 - ``POST /api/tenants/{tenant}/rotation/confirm`` says an operator pasted the new secret into a
@@ -20,13 +33,15 @@ from collections.abc import Callable
 
 import azure.functions as func
 
+from blueprints.caller_auth import ROTATIONS_OPERATE, ROUTE_AUTH_LEVEL, TENANTS_PROVISION, TENANTS_READ, requires
 from blueprints.http_errors import error_response, json_response, to_response
 from bootstrap import services
 from core.errors import BadRequest
 from core.record import SLUG
-from provisioning.request import parse_body, parse_request
+from provisioning.branding import update_branding
+from provisioning.request import MAX_BRANDING_BODY_BYTES, parse_body, parse_branding_update, parse_request
 from provisioning.retire import check_confirmation
-from provisioning.status import get_tenant, list_tenants
+from provisioning.status import ReadinessContext, get_tenant, list_tenants
 from rotation.operations import queue_rotation
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions leaves __init__ unannotated
@@ -50,7 +65,8 @@ def _handle(work: Callable[[], func.HttpResponse]) -> func.HttpResponse:
 
 
 @bp.function_name("provision_tenant")
-@bp.route(route="tenants", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="tenants", methods=["POST"], auth_level=ROUTE_AUTH_LEVEL)
+@requires(TENANTS_PROVISION)
 def provision_tenant(req: func.HttpRequest) -> func.HttpResponse:
     def work() -> func.HttpResponse:
         data = parse_body(req.get_body(), req.headers.get("Content-Type", ""))
@@ -60,19 +76,29 @@ def provision_tenant(req: func.HttpRequest) -> func.HttpResponse:
             default_lifetime_days=svc.settings.default_lifetime_days,
             default_rotate_before_days=svc.settings.default_rotate_before_days,
         )
-        result = svc.provisioner.provision(request)
-        status = 201 if result.created else 200
+        # Azure ends an HTTP request at 230 s, and Entra may take longer to accept a new secret: the
+        # request makes the tenant exist and answers 202; the queue proves, pushes and finishes.
+        result = svc.provisioner.begin(request)
+        location = f"/api/tenants/{request.tenant}"
+        if result.follow_up is None:
+            log.info("tenant %s already provisioned", request.tenant, extra={"tenant": request.tenant})
+            return json_response(result.view.to_json(), 200, {"Location": location})
+        svc.queue.send(result.follow_up)
         log.info(
-            "tenant provisioned" if result.created else "tenant already provisioned",
-            extra={"tenant": request.tenant, "status": status},
+            "tenant %s %s; verification and Nylas continue through the queue",
+            request.tenant,
+            "created" if result.created else "in progress",
+            extra={"tenant": request.tenant, "step": "provision"},
         )
-        return json_response(result.view.to_json(), status, {"Location": f"/api/tenants/{request.tenant}"})
+        body = {**result.view.to_json(), "status": location}
+        return json_response(body, 202, {"Location": location, "Retry-After": "10"})
 
     return _handle(work)
 
 
 @bp.function_name("list_tenants")
-@bp.route(route="tenants", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="tenants", methods=["GET"], auth_level=ROUTE_AUTH_LEVEL)
+@requires(TENANTS_READ)
 def list_tenants_http(req: func.HttpRequest) -> func.HttpResponse:
     def work() -> func.HttpResponse:
         views = [v.to_json() for v in list_tenants(services().deps.vault, services().settings.secret_prefix)]
@@ -82,17 +108,41 @@ def list_tenants_http(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.function_name("get_tenant")
-@bp.route(route="tenants/{tenant}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="tenants/{tenant}", methods=["GET"], auth_level=ROUTE_AUTH_LEVEL)
+@requires(TENANTS_READ)
 def get_tenant_http(req: func.HttpRequest) -> func.HttpResponse:
     def work() -> func.HttpResponse:
         svc = services()
-        return json_response(get_tenant(svc.deps.vault, svc.settings.secret_prefix, _tenant(req)).to_json())
+        # With its readiness for production (one Graph read of the app): docs/going-to-production.md.
+        context = ReadinessContext.of(svc.provisioner)
+        view = get_tenant(svc.deps.vault, svc.settings.secret_prefix, _tenant(req), readiness=context)
+        return json_response(view.to_json())
+
+    return _handle(work)
+
+
+@bp.function_name("update_tenant")
+@bp.route(route="tenants/{tenant}", methods=["PATCH"], auth_level=ROUTE_AUTH_LEVEL)
+@requires(TENANTS_PROVISION)
+def update_tenant(req: func.HttpRequest) -> func.HttpResponse:
+    """Change a tenant's branding (the app's links and logo, shown on the consent screen). Idempotent:
+    the same body again writes nothing and answers ``changed: []``."""
+
+    def work() -> func.HttpResponse:
+        tenant = _tenant(req)
+        body = parse_body(req.get_body(), req.headers.get("Content-Type", ""), max_bytes=MAX_BRANDING_BODY_BYTES)
+        wanted = parse_branding_update(body)  # every field checked before anything is read
+        svc = services()
+        result = update_branding(svc.deps, svc.settings.secret_prefix, tenant, wanted)
+        log.info("tenant %s branding: %s", tenant, ", ".join(result.changed) or "unchanged", extra={"tenant": tenant})
+        return json_response(result.to_json())
 
     return _handle(work)
 
 
 @bp.function_name("retire_tenant")
-@bp.route(route="tenants/{tenant}", methods=["DELETE"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="tenants/{tenant}", methods=["DELETE"], auth_level=ROUTE_AUTH_LEVEL)
+@requires(TENANTS_PROVISION)
 def retire_tenant(req: func.HttpRequest) -> func.HttpResponse:
     def work() -> func.HttpResponse:
         tenant = _tenant(req)
@@ -114,7 +164,8 @@ def _flag(req: func.HttpRequest, name: str) -> bool:
 
 
 @bp.function_name("rotate_tenant")
-@bp.route(route="tenants/{tenant}/rotate", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="tenants/{tenant}/rotate", methods=["POST"], auth_level=ROUTE_AUTH_LEVEL)
+@requires(ROTATIONS_OPERATE)
 def rotate_tenant(req: func.HttpRequest) -> func.HttpResponse:
     def work() -> func.HttpResponse:
         tenant = _tenant(req)
@@ -135,7 +186,8 @@ def rotate_tenant(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.function_name("confirm_rotation")
-@bp.route(route="tenants/{tenant}/rotation/confirm", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="tenants/{tenant}/rotation/confirm", methods=["POST"], auth_level=ROUTE_AUTH_LEVEL)
+@requires(ROTATIONS_OPERATE)
 def confirm_rotation(req: func.HttpRequest) -> func.HttpResponse:
     def work() -> func.HttpResponse:
         tenant = _tenant(req)

@@ -17,6 +17,10 @@ comments, so the reasons are here:
   tenant are serialised by its lease anyway.
 - ``messageEncoding: base64``: what ``clients.storage.StorageRotationQueue`` writes.
 
+A request held for the rotation window (``notBefore``, docs/rotation.md#rotation-windows) that
+appears before its time (a window more than six days away is reached in hops) is queued again
+until then and completed: it never starts early.
+
 Paced requests (apps that sign in personal accounts, rotation/pacing.py) start at their slot: a
 request without one, or whose slot fell into a throttling pause, is queued again for a new
 slot and completed. A 429 with ``x-ms-throttle-scope`` pauses the whole pace.
@@ -33,10 +37,18 @@ import logging
 
 import azure.functions as func
 
-from bootstrap import services
+from bootstrap import Services, services
+from core.audit import acting_for
 from core.errors import BadRequest, DependencyError, GraphThrottled, LeaseBusy, LeaseLost, ServiceError
-from core.ports import Alert, Severity
-from rotation.operations import defer_for_pace, parse_rotation_message, rotate_from_message, throttled
+from core.ports import Alert, RotationRequest, Severity
+from core.telemetry import work_on
+from rotation.operations import (
+    defer_for_pace,
+    defer_for_window,
+    parse_rotation_message,
+    rotate_from_message,
+    throttled,
+)
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions leaves __init__ unannotated
 log = logging.getLogger("queue")
@@ -64,6 +76,14 @@ def rotate_from_queue(msg: func.QueueMessage) -> None:
         svc.deps.notifier.notify(_poison_alert(UNREADABLE, msg.id or "", exc.message))
         log.error("rotation message unreadable", extra={"message_id": msg.id or ""})
         return
+    if request.not_before and defer_for_window(svc, request):
+        return  # queued again for its window (rotation.windows)
+    # Every record and span of this run names the tenant; its writes name who asked for it.
+    with work_on(tenant=request.tenant, step=request.reason), acting_for(request.requested_by):
+        _rotate(svc, request, msg)
+
+
+def _rotate(svc: Services, request: RotationRequest, msg: func.QueueMessage) -> None:
     if request.paced and defer_for_pace(svc, request):
         return  # queued again for its slot (rotation.pacing)
     try:

@@ -14,6 +14,8 @@ import logging
 import azure.functions as func
 
 from bootstrap import services
+from core.clock import to_utc
+from core.telemetry import flush, telemetry, work_on
 from rotation.operations import scan_and_queue
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions leaves __init__ unannotated
@@ -26,5 +28,21 @@ log = logging.getLogger("timer")
 def nightly_scan(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.warning("nightly scan is running late (past due)")
-    # scan_and_queue logs the one summary line with the counts.
-    scan_and_queue(services())
+    svc = services()
+    with work_on(step="scan"):
+        try:
+            # scan_and_queue logs the one summary line with the counts.
+            report = scan_and_queue(svc)
+        except Exception:
+            telemetry().scan(ok=False)
+            raise
+    # What Azure Monitor's dead-man's switch watches (infra/modules/alerts.bicep): a scan that listed
+    # every tenant and queued what was due. Its absence for 26 hours alerts, app or no app.
+    now = svc.deps.clock.now()
+    telemetry().all_days_left(
+        (tenant, target, state, (to_utc(expires) - now).total_seconds() / 86400)
+        for tenant, (target, state, expires) in report.expiry.items()
+        if expires is not None
+    )
+    telemetry().scan(ok=True, at=now.timestamp())
+    flush()

@@ -21,7 +21,8 @@ import requests
 
 from clients.retrying import send_with_retries
 from core.clock import Sleep, real_sleep
-from core.ports import Alert, Severity
+from core.ports import Alert, Notifier, Severity
+from core.telemetry import telemetry
 
 log = logging.getLogger("alerts")
 _LEVEL = {Severity.INFO: logging.INFO, Severity.WARNING: logging.WARNING, Severity.CRITICAL: logging.ERROR}
@@ -134,6 +135,17 @@ class _RedactWebhookPaths(logging.Filter):
 _redact = _RedactWebhookPaths()
 for _name in ("urllib3.connectionpool", "urllib3.util.retry"):
     logging.getLogger(_name).addFilter(_redact)
+
+
+class CountedNotifier:
+    """Counts every alert by kind (``rotator.alerts``) before handing it to the notifier that sends it."""
+
+    def __init__(self, inner: Notifier) -> None:
+        self.inner = inner
+
+    def notify(self, alert: Alert) -> None:
+        telemetry().alert(kind=alert.kind, tenant=alert.tenant)
+        self.inner.notify(alert)
 
 
 class LogNotifier:

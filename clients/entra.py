@@ -37,7 +37,7 @@ class EntraVerifier:
         self._retry = {"retry_total": max_retries, "retry_backoff_factor": retry_base_seconds}
         # One pooled transport for every check: a new credential per check (so no cached token
         # proves anything), but not a new TLS connection per check.
-        self._transport = pooled_transport(ca_bundle=ca_bundle, timeout=timeout)
+        self._transport = pooled_transport(ca_bundle=ca_bundle, timeout=timeout, dependency="entra-id")
         self.tenant_id = tenant_id
         self._instance_discovery = instance_discovery
         self._authority = authority_host

@@ -15,7 +15,12 @@ from typing import Any
 
 # The write methods of each seam (core.ports): everything else only reads.
 WRITES = {
-    "graph": frozenset({"upsert", "update", "ensure_service_principal", "add_password", "remove_password", "delete"}),
+    # Branding (update_profile, put_logo) is written under the tenant's lease; the verified publisher is
+    # an operator's own action on one property nothing else writes, made without a lease.
+    "graph": frozenset(
+        {"upsert", "update", "ensure_service_principal", "add_password", "remove_password", "delete"}
+        | {"update_profile", "put_logo"}
+    ),
     "vault": frozenset({"set", "update_tags", "delete"}),
     "nylas": frozenset({"push", "delete_credential"}),
 }

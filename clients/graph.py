@@ -28,11 +28,16 @@ from msgraph.generated.applications.applications_request_builder import Applicat
 from msgraph.generated.applications.item.add_password.add_password_post_request_body import (
     AddPasswordPostRequestBody,
 )
+from msgraph.generated.applications.item.application_item_request_builder import ApplicationItemRequestBuilder
 from msgraph.generated.applications.item.remove_password.remove_password_post_request_body import (
     RemovePasswordPostRequestBody,
 )
+from msgraph.generated.applications.item.set_verified_publisher.set_verified_publisher_post_request_body import (
+    SetVerifiedPublisherPostRequestBody,
+)
 from msgraph.generated.models.api_application import ApiApplication
 from msgraph.generated.models.application import Application
+from msgraph.generated.models.informational_url import InformationalUrl
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.password_credential import PasswordCredential
 from msgraph.generated.models.required_resource_access import RequiredResourceAccess
@@ -53,12 +58,18 @@ from core.errors import (
     PolicyRejectedLifetime,
     TooManyAppPasswords,
 )
-from core.ports import AppInfo, AppSpec, NewPassword, PasswordInfo
+from core.ports import AppInfo, AppProfile, AppSpec, InfoUrls, NewPassword, PasswordInfo, VerifiedPublisher
+from core.telemetry import count_call
 
 log = logging.getLogger("clients.graph")
 T = TypeVar("T")
 DEPENDENCY = "microsoft-graph"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+
+
+async def _count_answer(response: httpx.Response) -> None:
+    """Every answer Graph gives (each try of msgraph's retry handler included), by status."""
+    count_call(DEPENDENCY, response.status_code)
 
 
 class GraphClient:
@@ -87,8 +98,8 @@ class GraphClient:
 
     # --- plumbing --------------------------------------------------------------------
 
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(self._guard(coro), self._loop).result()
+    def _run(self, coro: Coroutine[Any, Any, T], *, ownership: bool = True) -> T:
+        return asyncio.run_coroutine_threadsafe(self._guard(coro, ownership=ownership), self._loop).result()
 
     async def _graph(self) -> GraphServiceClient:
         if self._client is None:
@@ -98,7 +109,9 @@ class GraphClient:
             host = httpx.URL(self._base_url).host
             auth = AzureIdentityAuthenticationProvider(self._credential, scopes=[GRAPH_SCOPE], allowed_hosts=[host])
             http = GraphClientFactory.create_with_default_middleware(
-                client=httpx.AsyncClient(verify=verify, timeout=self._timeout),
+                client=httpx.AsyncClient(
+                    verify=verify, timeout=self._timeout, event_hooks={"response": [_count_answer]}
+                ),
                 options={RetryHandlerOption.get_key(): self._retry},
             )
             adapter = GraphRequestAdapter(auth, client=http)
@@ -106,12 +119,14 @@ class GraphClient:
             self._client = GraphServiceClient(request_adapter=adapter)
         return self._client
 
-    async def _guard(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Translate SDK and transport errors into core.errors, naming Graph's code but never a body."""
+    async def _guard(self, coro: Coroutine[Any, Any, T], *, ownership: bool = True) -> T:
+        """Translate SDK and transport errors into core.errors, naming Graph's code but never a body.
+        ``ownership``: a 403 Authorization_RequestDenied means "not an owner of the app" (OwnedBy); False
+        for calls where it means something else (the verified publisher: the caller's permission or role)."""
         try:
             return await coro
         except ODataError as exc:
-            raise _translate(exc) from None
+            raise _translate(exc, ownership=ownership) from None
         except APIError as exc:
             # A body that is not OData JSON (a gateway's HTML 502, say): kiota's own error type.
             status = exc.response_status_code or 0
@@ -297,6 +312,114 @@ class GraphClient:
             if still:
                 raise
 
+    # --- an app's face to the people who consent (issue 14) ---------------------------------
+
+    def access_token(self) -> str:
+        """A Microsoft Graph token from this client's credential, to tell who is signed in (never logged)."""
+        try:
+            return self._credential.get_token(GRAPH_SCOPE).token
+        except ClientAuthenticationError as exc:
+            text = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
+            raise DependencyRejected("entra-id", f"no Microsoft Graph token from this sign-in: {text}") from None
+
+    def profile(self, object_id: str) -> AppProfile:
+        async def go() -> Application | None:
+            query = ApplicationItemRequestBuilder.ApplicationItemRequestBuilderGetQueryParameters(select=PROFILE)
+            config: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
+            return await (await self._graph()).applications.by_application_id(object_id).get(config)
+
+        app = self._run(go())
+        if app is None:
+            raise DependencyUnavailable(DEPENDENCY, f"empty answer reading application {object_id}")
+        return _app_profile(app)
+
+    def update_profile(
+        self, object_id: str, *, info: InfoUrls | None = None, tags: tuple[str, ...] | None = None
+    ) -> None:
+        async def go() -> None:
+            body = Application(
+                info=(
+                    InformationalUrl(
+                        marketing_url=info.marketing_url or None,
+                        privacy_statement_url=info.privacy_statement_url or None,
+                        support_url=info.support_url or None,
+                        terms_of_service_url=info.terms_of_service_url or None,
+                    )
+                    if info is not None
+                    else None
+                ),
+                tags=list(tags) if tags is not None else None,
+            )
+            await (await self._graph()).applications.by_application_id(object_id).patch(body)
+
+        self._run(go())
+
+    def put_logo(self, object_id: str, content_type: str, data: bytes) -> None:
+        async def go() -> None:
+            # The image's own type: msgraph-sdk would send application/octet-stream, which Graph does not take.
+            config: RequestConfiguration[Any] = RequestConfiguration()
+            config.headers.add("Content-Type", content_type)
+            await (await self._graph()).applications.by_application_id(object_id).logo.put(data, config)
+
+        self._run(go())
+
+    def set_verified_publisher(self, object_id: str, publisher_id: str) -> None:
+        async def go() -> None:
+            body = SetVerifiedPublisherPostRequestBody(verified_publisher_id=publisher_id)
+            await (await self._graph()).applications.by_application_id(object_id).set_verified_publisher.post(body)
+
+        self._run(go(), ownership=False)
+
+    def unset_verified_publisher(self, object_id: str) -> None:
+        async def go() -> None:
+            await (await self._graph()).applications.by_application_id(object_id).unset_verified_publisher.post()
+
+        self._run(go(), ownership=False)
+
+
+# What ``profile`` reads ($select): one GET.
+PROFILE = [
+    "id",
+    "appId",
+    "signInAudience",
+    "publisherDomain",
+    "verifiedPublisher",
+    "info",
+    "tags",
+    "requiredResourceAccess",
+]
+
+
+def _app_profile(app: Application) -> AppProfile:
+    info = app.info
+    vp = app.verified_publisher
+    return AppProfile(
+        object_id=app.id or "",
+        app_id=app.app_id or "",
+        sign_in_audience=app.sign_in_audience or "",
+        publisher_domain=app.publisher_domain or "",
+        verified_publisher=VerifiedPublisher(
+            publisher_id=(vp.verified_publisher_id or "") if vp else "",
+            display_name=(vp.display_name or "") if vp else "",
+            added=vp.added_date_time if vp else None,
+        ),
+        info=InfoUrls(
+            marketing_url=(info.marketing_url or "") if info else "",
+            privacy_statement_url=(info.privacy_statement_url or "") if info else "",
+            support_url=(info.support_url or "") if info else "",
+            terms_of_service_url=(info.terms_of_service_url or "") if info else "",
+        ),
+        logo_url=(info.logo_url or "") if info else "",
+        tags=tuple(app.tags or ()),
+        required_resource_access=tuple(
+            {
+                "resourceAppId": str(r.resource_app_id or ""),
+                "resourceAccess": [{"id": str(a.id or ""), "type": a.type or ""} for a in r.resource_access or ()],
+            }
+            for r in app.required_resource_access or ()
+        ),
+    )
+
 
 def _application(spec: AppSpec) -> Application:
     return Application(
@@ -342,7 +465,7 @@ def _app_info(app: Application) -> AppInfo:
     )
 
 
-def _translate(exc: ODataError) -> Exception:
+def _translate(exc: ODataError, *, ownership: bool = True) -> Exception:
     status = exc.response_status_code or 0
     code = (exc.error.code if exc.error else None) or ""
     message = (exc.error.message if exc.error else None) or ""
@@ -364,7 +487,7 @@ def _translate(exc: ODataError) -> Exception:
             retry_after=_seconds(headers.get("retry-after")),
             scope=headers["x-ms-throttle-scope"],
         )
-    if status == 403 and code == "Authorization_RequestDenied":
+    if status == 403 and code == "Authorization_RequestDenied" and ownership:
         return NotOwned(
             "the service's identity does not own this app registration (Application.ReadWrite.OwnedBy); "
             "an administrator must add it as an owner (docs/deploy.md)"

@@ -58,7 +58,7 @@ class NylasGatewayHttp:
         self._timeout = timeout
         self._max_retries = max_retries
         self._sleep = sleep
-        self._session = http_session()
+        self._session = http_session(dependency="nylas")
         # Within one push (one thread: the queue function runs rotations on many): a write may have landed.
         self._push_state = threading.local()
 

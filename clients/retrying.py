@@ -13,6 +13,7 @@ from typing import Any
 import requests
 
 from core.clock import Sleep, real_sleep
+from core.telemetry import count_call
 
 RETRYABLE = {429, 500, 502, 503, 504}
 MAX_WAIT = 60.0
@@ -51,11 +52,12 @@ def send_with_retries(
     raise AssertionError("unreachable")
 
 
-def http_session(pool_size: int = 64) -> requests.Session:
+def http_session(pool_size: int = 64, *, dependency: str = "") -> requests.Session:
     """A requests session for many threads and many calls. requests reads the proxy variables
     from the whole environment on every request (about 4 ms of CPU per rotation, measured in
     docs/benchmarks.md); read them once here instead, and pool enough connections that
-    concurrent calls do not each pay a TLS handshake."""
+    concurrent calls do not each pay a TLS handshake. With a ``dependency`` name, every answer
+    (each try, retries included) is counted by status (core.telemetry ``rotator.dependency.calls``)."""
     from urllib.request import getproxies
 
     from requests.adapters import HTTPAdapter
@@ -64,6 +66,12 @@ def http_session(pool_size: int = 64) -> requests.Session:
     session.trust_env = False
     session.proxies.update({k: v for k, v in getproxies().items() if k in ("http", "https", "no")})
     session.mount("https://", HTTPAdapter(pool_connections=8, pool_maxsize=pool_size))
+    if dependency:
+
+        def count(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+            count_call(dependency, response.status_code)
+
+        session.hooks["response"].append(count)
     return session
 
 
@@ -75,7 +83,7 @@ def default_verify(ca_bundle: str) -> str | bool:
     return ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
 
 
-def pooled_transport(*, pool_size: int = 64, ca_bundle: str = "", timeout: float = 30.0) -> Any:
+def pooled_transport(*, pool_size: int = 64, ca_bundle: str = "", timeout: float = 30.0, dependency: str = "") -> Any:
     """An azure-core transport over one pooled requests session, for SDK clients used from many
     threads at once: the default pool keeps 10 connections per host, so at higher concurrency
     every extra request paid a fresh TLS handshake (see docs/benchmarks.md)."""
@@ -86,4 +94,4 @@ def pooled_transport(*, pool_size: int = 64, ca_bundle: str = "", timeout: float
         "read_timeout": timeout,
         "connection_verify": default_verify(ca_bundle),
     }
-    return RequestsTransport(session=http_session(pool_size), session_owner=False, **options)
+    return RequestsTransport(session=http_session(pool_size, dependency=dependency), session_owner=False, **options)

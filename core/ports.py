@@ -72,6 +72,41 @@ PERSONAL_AUDIENCES = frozenset({"AzureADandPersonalMicrosoftAccount", "PersonalM
 MAX_PERSONAL_APP_PASSWORDS = 2
 
 
+# An app's face to the people who consent to it (issue 14: provisioning/branding.py, readiness.py, publisher.py).
+@dataclass(frozen=True)
+class InfoUrls:
+    """The writable part of an app's ``info`` (Graph's informationalUrl); "" is unset. logoUrl is read-only."""
+
+    marketing_url: str = ""
+    privacy_statement_url: str = ""
+    support_url: str = ""
+    terms_of_service_url: str = ""
+
+
+@dataclass(frozen=True)
+class VerifiedPublisher:
+    """An app's ``verifiedPublisher``: the Partner One (MPN) id set with setVerifiedPublisher; "" when none."""
+
+    publisher_id: str = ""
+    display_name: str = ""
+    added: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AppProfile:
+    """What an app registration shows the people who consent to it, read with one GET."""
+
+    object_id: str
+    app_id: str
+    sign_in_audience: str = ""
+    publisher_domain: str = ""
+    verified_publisher: VerifiedPublisher = VerifiedPublisher()
+    info: InfoUrls = InfoUrls()
+    logo_url: str = ""  # Graph's CDN URL of the uploaded logo; "" when the app has none
+    tags: tuple[str, ...] = ()
+    required_resource_access: tuple[dict[str, Any], ...] = ()
+
+
 class GraphApps(Protocol):
     def find_by_unique_name(self, unique_name: str) -> AppInfo | None: ...
     def find_by_app_id(self, app_id: str) -> AppInfo | None: ...
@@ -93,6 +128,28 @@ class GraphApps(Protocol):
 
     def delete(self, object_id: str) -> None:
         """Delete the app registration (Entra keeps it 30 days in deleted items). Idempotent."""
+        ...
+
+    def profile(self, object_id: str) -> AppProfile:
+        """Publisher domain, verified publisher, info, logo URL, tags and permissions: one GET ($select)."""
+        ...
+
+    def update_profile(
+        self, object_id: str, *, info: InfoUrls | None = None, tags: tuple[str, ...] | None = None
+    ) -> None:
+        """One PATCH of ``info`` (replaced whole: send every field to keep) and/or ``tags`` (replaced whole)."""
+        ...
+
+    def put_logo(self, object_id: str, content_type: str, data: bytes) -> None:
+        """PUT /applications/{id}/logo with the image as the body."""
+        ...
+
+    def set_verified_publisher(self, object_id: str, publisher_id: str) -> None:
+        """Delegated (a signed-in user) only: Graph refuses an application token."""
+        ...
+
+    def unset_verified_publisher(self, object_id: str) -> None:
+        """Delegated (a signed-in user) only: Graph refuses an application token."""
         ...
 
 
@@ -233,13 +290,19 @@ class LeaseManager(Protocol):
 @dataclass(frozen=True)
 class RotationRequest:
     tenant: str
-    reason: str  # due | stuck | near-expiry-event | expired-event | on-demand | confirm
+    reason: str  # due | stuck | near-expiry-event | expired-event | on-demand | confirm | provision
     version: str = ""  # the Key Vault version the requester saw
     force: bool = False
     # Graph-paced (an app that signs in personal accounts: 60 app writes a minute, world-facts §4c),
     # and the start it was given (epoch seconds; 0: none yet).
     paced: bool = False
     slot: float = 0.0
+    # Provisioning's follow-up: the Graph scopes a Nylas connector created now asks for (they live
+    # nowhere else), and who asked (core/audit.py), carried so the queued writes record them too.
+    scopes: tuple[str, ...] = ()
+    requested_by: str = ""
+    # Held for the rotation window (ROTATION_WINDOW): not to start before this (epoch seconds; 0: any time).
+    not_before: float = 0.0
 
     def to_json(self) -> str:
         import json
@@ -254,6 +317,12 @@ class RotationRequest:
             body["paced"] = True
         if self.slot:
             body["slot"] = round(self.slot, 3)
+        if self.not_before:
+            body["notBefore"] = round(self.not_before, 3)
+        if self.scopes:
+            body["scopes"] = list(self.scopes)
+        if self.requested_by:
+            body["requestedBy"] = self.requested_by
         return json.dumps(body, separators=(",", ":"))
 
 

@@ -8,8 +8,10 @@ tests/test_cli.py for the README table, tests/test_settings.py for the sample). 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -41,6 +43,11 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "DEFAULT_SECRET_LIFETIME_DAYS": ("730", "Lifetime of a new client secret when a tenant does not say"),
     "DEFAULT_ROTATE_BEFORE_DAYS": ("30", "Rotate this many days before expiry when a tenant does not say"),
     "ROTATION_SCHEDULE": ("0 0 2 * * *", "NCRONTAB schedule of the nightly scan (UTC)"),
+    "ROTATION_WINDOW": (
+        "",
+        "When unattended rotations may start (UTC), e.g. Mon-Fri 02:00-04:00: the scan spreads due tenants over it; "
+        "empty: whenever the scan runs",
+    ),
     "ROTATION_QUEUE": ("rotation-requests", "Storage queue of rotation requests"),
     "LEASE_CONTAINER": ("rotation-leases", "Blob container holding one lease blob per tenant"),
     "LEASE_SECONDS": ("30", "Blob lease duration (15-60); renewed while a rotation runs"),
@@ -66,6 +73,16 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
         "AzureWebJobsStorage",
         "Prefix of the storage connection settings (same as the Functions host)",
     ),
+    # Caller sign-in (blueprints/caller_auth.py).
+    "CALLER_AUTH": (
+        "entra",
+        "How callers of the HTTP API sign in: entra (Entra ID access tokens with app roles) or function-key (the Functions host's keys only)",
+    ),
+    "CALLER_AUTH_AUDIENCE": (
+        "",
+        "With CALLER_AUTH=entra, required: the API app registration's client id and/or Application ID URI (api://...), comma-separated; a token's aud must be one",
+    ),
+    "CALLER_AUTH_TENANT_ID": ("", "Directory whose access tokens the HTTP API accepts; empty uses AZURE_TENANT_ID"),
 }
 
 
@@ -76,6 +93,19 @@ KNOWN_AUTHORITIES = {
     "https://login.microsoftonline.us",
     "https://login.chinacloudapi.cn",
 }
+
+
+def _caller_auth_settings(get: Callable[[str], str], env: Mapping[str, str]) -> dict[str, Any]:
+    explicit = env.get("CALLER_AUTH", "").strip() != ""
+    mode = _caller_auth_mode("CALLER_AUTH", get("CALLER_AUTH"))
+    audiences = _audiences("CALLER_AUTH_AUDIENCE", get("CALLER_AUTH_AUDIENCE"))
+    if explicit and mode == "entra" and not audiences:
+        raise SettingsError(
+            f"setting CALLER_AUTH_AUDIENCE is required when CALLER_AUTH is entra: {SETTINGS['CALLER_AUTH_AUDIENCE'][1]}"
+        )
+    own = get("CALLER_AUTH_TENANT_ID")
+    directory = _directory("CALLER_AUTH_TENANT_ID", own) if own else get("AZURE_TENANT_ID")
+    return {"caller_auth": mode, "caller_auth_audiences": audiences, "caller_auth_tenant_id": directory}
 
 
 def _url(name: str, raw: str, *, optional: bool = False) -> str:
@@ -126,6 +156,115 @@ def _int(name: str, raw: str, low: int, high: int) -> int:
     return value
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_WINDOW = re.compile(
+    r"(?:(?P<days>.*?)\s+)?(?P<start>\d{1,2}:\d{2})\s*-\s*(?P<end>\d{1,2}:\d{2})(?:\s*UTC)?", re.IGNORECASE
+)
+WINDOW_EXAMPLE = "e.g. 'Mon-Fri 02:00-04:00', 'Mon,Wed,Sat 22:00-02:00' or 'daily 01:00-03:00' (UTC)"
+
+
+def window_parts(name: str, raw: str) -> tuple[frozenset[int], int, int] | None:
+    """A rotation window's grammar: ``[DAYS] HH:MM-HH:MM`` in UTC, or empty (no window: None).
+
+    DAYS is ``*`` or ``daily`` (the default), or a comma list of days (``Mon``..``Sun`` or full
+    names, any case) and ranges (``Mon-Fri``; ``Fri-Mon`` wraps); a window opens on those days.
+    An end at or before the start crosses midnight (``22:00-02:00`` runs into the next day);
+    ``24:00`` may end one. Returns (weekdays with Monday 0, start and end in minutes after
+    midnight); ``rotation.windows.parse`` makes a ``Window`` of them. Here (not in rotation/) so
+    that settings are checked when they are read."""
+    text = " ".join(raw.split())
+    if not text:
+        return None
+    matched = _WINDOW.fullmatch(text)
+    if not matched:
+        raise SettingsError(f"{name} must be [DAYS] HH:MM-HH:MM, {WINDOW_EXAMPLE}; got {raw!r}")
+    days = _window_days(name, (matched["days"] or "").strip(), raw)
+    start = _time_of_day(name, matched["start"], raw, end=False)
+    end = _time_of_day(name, matched["end"], raw, end=True)
+    if start == end:
+        raise SettingsError(
+            f"{name} opens and closes at {matched['start']}, an empty window (00:00-24:00 is the whole day); got {raw!r}"
+        )
+    return days, start, end
+
+
+def _window_days(name: str, text: str, raw: str) -> frozenset[int]:
+    if text.lower() in {"", "*", "daily"}:
+        return frozenset(range(7))
+    days: set[int] = set()
+    for item in text.split(","):
+        first, sep, last = (part.strip() for part in item.partition("-"))
+        a = _weekday(name, first, raw)
+        b = _weekday(name, last, raw) if sep else a
+        days.update((a + i) % 7 for i in range((b - a) % 7 + 1))
+    return frozenset(days)
+
+
+def _weekday(name: str, text: str, raw: str) -> int:
+    lowered = text.lower()
+    for names in (WEEKDAYS, _WEEKDAY_NAMES):
+        if lowered in names:
+            return names.index(lowered)
+    raise SettingsError(
+        f"{name}: {text!r} is not a day (Mon, Tue, Wed, Thu, Fri, Sat, Sun, a range such as Mon-Fri, "
+        f"a list such as Mon,Wed,Sat, or * / daily alone); got {raw!r}"
+    )
+
+
+def _time_of_day(name: str, text: str, raw: str, *, end: bool) -> int:
+    hours, minutes = (int(part) for part in text.split(":"))
+    if (hours < 24 and minutes < 60) or (end and (hours, minutes) == (24, 0)):
+        return hours * 60 + minutes
+    allowed = "00:00-23:59, or 24:00 as an end" if end else "00:00-23:59"
+    raise SettingsError(f"{name}: {text} is not a time of day ({allowed}); got {raw!r}")
+
+
+def _window(name: str, raw: str) -> str:
+    window_parts(name, raw)
+    return " ".join(raw.split())
+
+
+CALLER_AUTH_MODES = ("entra", "function-key")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
+_MULTI_TENANT = {"common", "organizations", "consumers"}
+
+
+def _caller_auth_mode(name: str, raw: str) -> str:
+    mode = raw.strip().lower()
+    if mode not in CALLER_AUTH_MODES:
+        raise SettingsError(f"{name} must be entra or function-key, got {raw[:40]!r}")
+    return mode
+
+
+def _audiences(name: str, raw: str) -> tuple[str, ...]:
+    """Client ids (GUIDs) and Application ID URIs (``api://...``, or ``https://`` on a verified domain)."""
+    items = tuple(item.strip() for item in raw.split(",") if item.strip())
+    for item in items:
+        parsed = urlsplit(item)
+        uri = parsed.scheme in {"api", "https"} and bool(parsed.netloc) and not any(c.isspace() for c in item)
+        if not (_GUID.fullmatch(item) or uri):
+            raise SettingsError(
+                f"{name} must list the API registration's client id (a GUID) and/or its Application ID URI "
+                f"(api://...), comma-separated; got {item[:80]!r}"
+            )
+    return items
+
+
+def _directory(name: str, raw: str) -> str:
+    """One directory: a tenant id or a verified domain. A multi-tenant authority would let tokens of
+    any organisation in."""
+    value = raw.strip()
+    if value.lower() in _MULTI_TENANT:
+        raise SettingsError(
+            f"{name} must name one directory (a tenant id), not {value!r}: that accepts any organisation"
+        )
+    if not (_GUID.fullmatch(value) or _DOMAIN.fullmatch(value)):
+        raise SettingsError(f"{name} must be a tenant id (GUID) or a verified domain, got {value[:80]!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class StorageSettings:
     """Where leases and the queue live: a connection string (Azurite) or identity-based URIs."""
@@ -164,6 +303,7 @@ class Settings:
     default_lifetime_days: int = 730
     default_rotate_before_days: int = 30
     rotation_schedule: str = "0 0 2 * * *"
+    rotation_window: str = ""  # checked by window_parts; rotation.windows holds the logic
     rotation_queue: str = "rotation-requests"
     lease_container: str = "rotation-leases"
     lease_seconds: int = 30
@@ -184,6 +324,10 @@ class Settings:
     http_max_retries: int = 3
     http_retry_base_seconds: float = 1.0
     storage: StorageSettings = field(default_factory=StorageSettings)
+    # Caller sign-in: entra (access tokens, app roles; blueprints/caller_auth.py) or function-key.
+    caller_auth: str = "entra"
+    caller_auth_audiences: tuple[str, ...] = ()
+    caller_auth_tenant_id: str = ""  # from_env puts AZURE_TENANT_ID here when CALLER_AUTH_TENANT_ID is empty
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -218,6 +362,7 @@ class Settings:
             default_lifetime_days=_int("DEFAULT_SECRET_LIFETIME_DAYS", get("DEFAULT_SECRET_LIFETIME_DAYS"), 2, 730),
             default_rotate_before_days=_int("DEFAULT_ROTATE_BEFORE_DAYS", get("DEFAULT_ROTATE_BEFORE_DAYS"), 1, 365),
             rotation_schedule=get("ROTATION_SCHEDULE"),
+            rotation_window=_window("ROTATION_WINDOW", get("ROTATION_WINDOW")),
             rotation_queue=get("ROTATION_QUEUE"),
             lease_container=get("LEASE_CONTAINER"),
             lease_seconds=_int("LEASE_SECONDS", get("LEASE_SECONDS"), 15, 60),
@@ -238,7 +383,18 @@ class Settings:
             http_max_retries=_int("HTTP_MAX_RETRIES", get("HTTP_MAX_RETRIES"), 0, 10),
             http_retry_base_seconds=_float("HTTP_RETRY_BASE_SECONDS", get("HTTP_RETRY_BASE_SECONDS"), 0.0, 30.0),
             storage=StorageSettings.from_env(get("STORAGE_CONNECTION"), env),
+            **_caller_auth_settings(get, env),
         )
+
+    def require_caller_auth(self) -> None:
+        """With CALLER_AUTH=entra the API's audience must be known. from_env checks it when
+        CALLER_AUTH is set to entra explicitly (as in Azure); left unset (the default, entra), the
+        HTTP API calls this on each request and answers 503 naming the setting, failing closed,
+        while timers, queues and tools that never serve HTTP need not set it."""
+        if self.caller_auth == "entra" and not self.caller_auth_audiences:
+            raise SettingsError(
+                f"setting CALLER_AUTH_AUDIENCE is required when CALLER_AUTH is entra: {SETTINGS['CALLER_AUTH_AUDIENCE'][1]}"
+            )
 
     @property
     def known_authority(self) -> bool:

@@ -198,7 +198,7 @@ def _scenario(emulators: Emulators, storage_connection: str, say: Any, steps: Pr
     import azure.functions as func
     from azure.functions.timer import TimerRequest  # the worker's concrete func.TimerRequest
 
-    from blueprints.http_api import list_tenants_http, provision_tenant, retire_tenant
+    from blueprints.http_api import get_tenant_http, list_tenants_http, provision_tenant, retire_tenant
     from blueprints.timer import nightly_scan
     from bootstrap import use_services
     from devenv.queue import drain, queue_client
@@ -223,10 +223,16 @@ def _scenario(emulators: Emulators, storage_connection: str, say: Any, steps: Pr
     def provision(name: str, target: str, **extra: Any) -> DemoTenant | None:
         body = tenant_body(name, target, **extra)
         register_nylas(emulators, body)
-        with steps.step(f"POST /api/tenants  {name} ({target})"):
+        with steps.step(f"POST /api/tenants  {name} ({target}): 202, the app and its first secret exist"):
             status, data = _http(provision_tenant, "POST", TENANTS_URL, body)
-        if status != 201:
+        if status != 202:
             say(f"  {BAD} provisioning {name} answered {status}: {data.get('error', data)}\n")
+            return None
+        with steps.step(f"the queue proves {name}'s secret, pushes it to Nylas, finishes"):
+            drain(svc)
+            status, data = _http(get_tenant_http, "GET", f"{TENANTS_URL}/{name}", None, tenant=name)
+        if status != 200 or data.get("rotationState") not in ("current", "awaiting-confirmation"):
+            say(f"  {BAD} {name} did not settle: {data.get('rotationState', data)}\n")
             return None
         scenario = Tenant(name, body, data["appObjectId"], data["clientId"], body["nylas"]["appId"], target)
         app = world.graph.apps[scenario.object_id].data

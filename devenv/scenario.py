@@ -112,9 +112,13 @@ def provision(
     body = tenant_body(name, target, **extra)
     register_nylas(emulators, body)
     response = provision_tenant(http_request("POST", PROVISION_URL, body))
-    if response.status_code != 201:
+    if response.status_code != 202:
         raise RuntimeError(f"provisioning {name} answered {response.status_code}: {response.get_body()[:500]!r}")
     out = json.loads(response.get_body())
+    # The request made the tenant exist; its queued follow-up proves, pushes and finishes.
+    from devenv.queue import drain
+
+    drain(svc)
     tenant = Tenant(name, body, out["appObjectId"], out["clientId"], body["nylas"]["appId"], target)
     if target == "manual" and confirm:
         operator_pastes(svc, emulators, tenant)

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from ._http import HttpError, Request, Response, Service, empty, json_response
-from .world import World, iso
+from .world import TOKEN_LIFETIME_SECONDS, World, iso
 
 _FAULT_KEYS = {
     "route",
@@ -64,6 +64,13 @@ class ControlService(Service):
         self.add("POST", r"/delays", "control.delays", self.delays)
         self.add("POST", r"/latency", "control.latency", self.latency)
         self.add("GET", r"/health", "control.health", self.health)
+        # Caller sign-in: the service's API registration, its callers and their tokens.
+        self.add("GET", r"/caller-api", "control.caller_api", self.caller_api)
+        self.add("POST", r"/caller-api", "control.caller_api_set", self.caller_api_set)
+        self.add("POST", r"/caller-api/clients", "control.caller_api_client", self.caller_api_client)
+        self.add("POST", r"/caller-api/user-tokens", "control.caller_api_user_token", self.caller_api_user_token)
+        self.add("POST", r"/caller-api/signing-keys", "control.caller_api_rotate_key", self.caller_api_rotate_key)
+        self._add_publisher_routes()  # publisher verification and operators' sign-in (its own section below)
 
     def inject(self, req: Request) -> Response:
         body = _body(req)
@@ -271,3 +278,177 @@ class ControlService(Service):
 
     def health(self, req: Request) -> Response:
         return json_response(200, {"status": "ok"})
+
+    # -- caller sign-in: the service's API registration (world.caller_api)
+    def _caller_api_view(self) -> dict[str, Any]:
+        api = self.world.caller_api
+        return {
+            "app_id": api.app_id,
+            "identifier_uri": api.identifier_uri,
+            "tenant_id": self.world.entra.tenant_id,
+            "app_roles": dict(api.app_roles),
+            "assignments": {client: sorted(roles) for client, roles in api.assignments.items()},
+            "assignment_required": api.assignment_required,
+            "token_version": api.token_version,
+        }
+
+    def caller_api(self, req: Request) -> Response:
+        return json_response(200, self._caller_api_view())
+
+    def caller_api_set(self, req: Request) -> Response:
+        """Switches of the API registration: assignment_required, token_version (1 or 2)."""
+        body = _body(req)
+        unknown = set(body) - {"assignment_required", "token_version"}
+        if unknown:
+            raise HttpError(400, "BadRequest", f"Unknown keys: {sorted(unknown)}")
+        api = self.world.caller_api
+        if "assignment_required" in body:
+            api.assignment_required = bool(body["assignment_required"])
+        if "token_version" in body:
+            if body["token_version"] not in (1, 2):
+                raise HttpError(400, "BadRequest", "token_version must be 1 or 2.")
+            api.token_version = int(body["token_version"])
+        return json_response(200, self._caller_api_view())
+
+    def caller_api_client(self, req: Request) -> Response:
+        """A client app holding app roles of the API. Emulator-only: its secret is returned so a
+        harness can get tokens with it (client_credentials)."""
+        body = _body(req)
+        roles = body.get("roles") or []
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise HttpError(400, "BadRequest", "roles must be a list of app role values.")
+        try:
+            client_id, secret = self.world.caller_api.add_client(str(body.get("display_name") or "API caller"), *roles)
+        except ValueError as err:
+            raise HttpError(400, "BadRequest", str(err)) from None
+        return json_response(201, {"client_id": client_id, "client_secret": secret, "roles": sorted(set(roles))})
+
+    def caller_api_user_token(self, req: Request) -> Response:
+        """A signed-in person's access token for the API with the roles asked (no password page here)."""
+        body = _body(req)
+        if not body.get("email"):
+            raise HttpError(400, "BadRequest", "Need email.")
+        roles = body.get("roles") or []
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise HttpError(400, "BadRequest", "roles must be a list of strings.")
+        options: dict[str, Any] = {}
+        for key in ("client_id", "name", "audience", "tenant"):
+            if body.get(key) is not None:
+                options[key] = str(body[key])
+        for key in ("lifetime_seconds", "age_seconds", "version"):
+            if body.get(key) is not None:
+                options[key] = int(body[key])
+        token = self.world.caller_api.user_token(str(body["email"]), list(roles), **options)
+        lifetime = options.get("lifetime_seconds", TOKEN_LIFETIME_SECONDS)
+        return json_response(200, {"token_type": "Bearer", "expires_in": lifetime, "access_token": token})
+
+    def caller_api_rotate_key(self, req: Request) -> Response:
+        """Entra rolls its signing key: a new one is published and signs from now on."""
+        return json_response(201, {"kid": self.world.caller_api.rotate_signing_key()})
+
+    # -- publisher verification and operators' sign-in (world.publisher, issue 14)
+    def _add_publisher_routes(self) -> None:
+        self.add("POST", r"/publisher/operators", "control.publisher_operator", self.publisher_operator)
+        self.add("POST", r"/publisher/partners", "control.publisher_partner", self.publisher_partner)
+        self.add("POST", r"/publisher/domains", "control.publisher_domain", self.publisher_domain)
+        self.add(
+            "POST",
+            r"/publisher/apps/(?P<oid>[^/]+)/publisher-domain",
+            "control.publisher_app_domain",
+            self.publisher_app_domain,
+        )
+        self.add("GET", r"/publisher/apps/(?P<oid>[^/]+)", "control.publisher_app", self.publisher_app)
+        self.add("POST", r"/publisher/tokens", "control.publisher_token", self.publisher_token)
+
+    def publisher_operator(self, req: Request) -> Response:
+        """A person of this directory who may sign in with az login, with directory roles."""
+        body = _body(req)
+        roles = body.get("roles") or []
+        if not body.get("upn") or not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise HttpError(400, "BadRequest", "Need upn, and roles as a list of directory role names.")
+        op = self.world.publisher.add_operator(str(body["upn"]), roles)
+        return json_response(201, {"upn": op.upn, "objectId": op.object_id, "roles": sorted(op.roles)})
+
+    def publisher_partner(self, req: Request) -> Response:
+        """A Partner Center account: Partner One (MPN) id, publisher name, the domain of its verified email."""
+        body = _body(req)
+        if not body.get("mpn_id") or not body.get("display_name") or not body.get("email_domain"):
+            raise HttpError(400, "BadRequest", "Need mpn_id, display_name and email_domain.")
+        account = self.world.publisher.add_partner(
+            str(body["mpn_id"]),
+            str(body["display_name"]),
+            str(body["email_domain"]),
+            vetted=bool(body.get("vetted", True)),
+        )
+        return json_response(201, {"mpn_id": account.mpn_id, "vetted": account.vetted})
+
+    def publisher_domain(self, req: Request) -> Response:
+        """A custom domain of the directory, DNS-verified (the portal's Custom domain names)."""
+        body = _body(req)
+        if not body.get("domain"):
+            raise HttpError(400, "BadRequest", "Need domain.")
+        self.world.publisher.verify_domain(str(body["domain"]))
+        return json_response(201, {"verified_domains": sorted(self.world.publisher.verified_domains)})
+
+    def publisher_app_domain(self, req: Request, oid: str) -> Response:
+        """The portal's "Update publisher domain" for one app (Graph cannot: publisherDomain is read-only)."""
+        body = _body(req)
+        if oid not in self.world.graph.apps:
+            raise HttpError(404, "NotFound", f"No application {oid}.")
+        try:
+            self.world.publisher.set_publisher_domain(oid, str(body.get("domain") or ""))
+        except ValueError as err:
+            raise HttpError(400, "BadRequest", str(err)) from None
+        return json_response(200, {"publisherDomain": self.world.graph.apps[oid].data["publisherDomain"]})
+
+    def publisher_app(self, req: Request, oid: str) -> Response:
+        """What people see of an app at consent, and its logo's type, size and SHA-256 (not the image)."""
+        app = self.world.graph.apps.get(oid)
+        if app is None:
+            raise HttpError(404, "NotFound", f"No application {oid}.")
+        logo = self.world.publisher.logos.get(oid)
+        return json_response(
+            200,
+            {
+                "publisherDomain": app.data.get("publisherDomain"),
+                "verifiedPublisher": app.data.get("verifiedPublisher"),
+                "info": app.data.get("info"),
+                "tags": app.data.get("tags"),
+                "logo": (
+                    {"contentType": logo.content_type, "size": len(logo.data), "sha256": _sha256(logo.data)}
+                    if logo
+                    else None
+                ),
+            },
+        )
+
+    def publisher_token(self, req: Request) -> Response:
+        """What ``az account get-access-token --output json --resource R`` prints for a signed-in operator
+        (``upn``), or for the service's identity signed in as a service principal (``service_principal``: true).
+        For a fake az on PATH: the same JSON shape (accessToken, expiresOn local, expires_on epoch, ...)."""
+        body = _body(req)
+        resource = str(body.get("resource") or "")
+        try:
+            if body.get("service_principal"):
+                token, expires = self.world.publisher.service_principal_token(resource)
+            else:
+                token, expires = self.world.publisher.delegated_token(str(body.get("upn") or ""), resource)
+        except ValueError as err:
+            raise HttpError(400, "BadRequest", str(err)) from None
+        return json_response(
+            200,
+            {
+                "accessToken": token,
+                "expiresOn": datetime.fromtimestamp(expires).strftime("%Y-%m-%d %H:%M:%S.%f"),
+                "expires_on": expires,
+                "subscription": "00000000-0000-0000-0000-000000000000",
+                "tenant": self.world.entra.tenant_id,
+                "tokenType": "Bearer",
+            },
+        )
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()

@@ -1296,6 +1296,472 @@ class NylasState:
         return out
 
 
+# ---------------------------------------------------------------- caller sign-in: the service's own API
+#
+# The app registration that stands for the service's HTTP API, as Entra knows it: its client id and
+# Application ID URI (callers ask for ``<uri>/.default``), its app roles, which client apps hold which,
+# and the RSA key Entra signs the API's access tokens with (published at
+# /{tenant}/discovery/v2.0/keys). It is kept apart from GraphState.apps, so Graph listings and what
+# other tests count stay as they were. Tokens are signed on the real clock, not the world's: the
+# service checks exp and nbf on its own clock, as against Entra. Every token minted is a secret of
+# the world (``secret_values``): the no-leak checks look for it in logs and answers.
+
+CALLER_API_ROLES = ("Tenants.Read", "Tenants.Provision", "Rotations.Operate")
+# The client a user's token names in azp unless told otherwise: the Azure CLI's public client id.
+AZURE_CLI_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+V1_ISSUER = "https://sts.windows.net/{tenant}/"
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@dataclass
+class SigningKey:
+    """One of Entra's token signing keys: an RSA key and its self-signed certificate. Its kid is the
+    certificate's SHA-1 thumbprint, base64url (as Entra's: kid and x5t agree)."""
+
+    kid: str
+    private_key: Any = field(repr=False)
+    cert_der: bytes = field(repr=False)
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "accounts.accesscontrol.windows.net")])
+        now = datetime.now(UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=5 * 365))
+            .sign(key, hashes.SHA256())
+        )
+        der = cert.public_bytes(serialization.Encoding.DER)
+        return cls(_b64url(hashlib.sha1(der).digest()), key, der)
+
+    def jwk(self, issuer: str) -> dict[str, Any]:
+        numbers = self.private_key.public_key().public_numbers()
+
+        def b64int(n: int) -> str:
+            return _b64url(n.to_bytes((n.bit_length() + 7) // 8, "big"))
+
+        return {
+            "kty": "RSA",
+            "use": "sig",
+            "kid": self.kid,
+            "x5t": self.kid,
+            "n": b64int(numbers.n),
+            "e": b64int(numbers.e),
+            "x5c": [base64.b64encode(self.cert_der).decode()],
+            "issuer": issuer,
+        }
+
+
+class CallerApiState:
+    """The service's API registration, its role assignments and Entra's signing keys."""
+
+    def __init__(self, world: World) -> None:
+        self._world = world
+        self.app_id = str(uuid.uuid4())
+        self.object_id = str(uuid.uuid4())
+        self.sp_object_id = str(uuid.uuid4())
+        self.display_name = "nylas-entra-rotator API"
+        self.identifier_uri = f"api://{self.app_id}"
+        self.app_roles = {value: stable_guid("app-role", value) for value in CALLER_API_ROLES}
+        # The Entra emulator's own URL once it listens (EntraService sets it): the issuer's authority.
+        self.authority = "https://login.microsoftonline.com"
+        self._keys: list[SigningKey] = []
+        self._active = 0
+        self.assignments: dict[str, set[str]] = {}  # key: a client app id, lower case
+        # The service principal's appRoleAssignmentRequired: without an assignment no app gets a
+        # token (AADSTS501051). Entra's default is false: a token without roles.
+        self.assignment_required = False
+        self.token_version = 2  # the API's requestedAccessTokenVersion
+        self._minted: set[str] = set()
+
+    def clear(self) -> None:
+        """Assignments, switches and minted tokens (world.reset). The registration and its first
+        signing key stay (a service process caches the keys, as against Entra)."""
+        with self._world.lock:
+            self.assignments.clear()
+            self.assignment_required = False
+            self.token_version = 2
+            self._minted.clear()
+            del self._keys[1:]
+            self._active = 0
+
+    @property
+    def audiences(self) -> tuple[str, str]:
+        """What CALLER_AUTH_AUDIENCE names for this API: the Application ID URI and the client id."""
+        return self.identifier_uri, self.app_id
+
+    def matches(self, resource: str) -> bool:
+        """Whether a scope's resource part (before /.default) names this API."""
+        return resource.rstrip("/").lower() in {self.app_id.lower(), self.identifier_uri.lower()}
+
+    # -- role assignments
+    def assign(self, client_id: str, *roles: str) -> None:
+        """Grant a client app (its client id) app roles of the API, as an admin consents to them."""
+        unknown = [r for r in roles if r not in self.app_roles]
+        if unknown:
+            raise ValueError(f"unknown app roles {unknown}; the API defines {list(self.app_roles)}")
+        with self._world.lock:
+            self.assignments.setdefault(client_id.lower(), set()).update(roles)
+
+    def roles_of(self, client_id: str) -> list[str]:
+        with self._world.lock:
+            return sorted(self.assignments.get(client_id.lower(), set()))
+
+    def add_client(self, display_name: str = "API caller", *roles: str) -> tuple[str, str]:
+        """A client app registered in this tenant (with its service principal and a client secret)
+        holding ``roles`` of the API: returns (client id, client secret)."""
+        app = self._world.graph.create_app("caller-admin", {"displayName": display_name}, service_principal=True)
+        _, secret = self._world.graph.add_password_direct(app.object_id, "caller")
+        self.assign(app.app_id, *roles)
+        return app.app_id, secret
+
+    def refusal(self, client_id: str) -> str | None:
+        """The AADSTS code the token endpoint answers this client asking for the API, or None."""
+        if self.assignment_required and not self.roles_of(client_id):
+            return "AADSTS501051"
+        return None
+
+    # -- signing keys
+    def _active_key(self) -> SigningKey:
+        with self._world.lock:
+            if not self._keys:
+                self._keys.append(SigningKey.generate())
+            return self._keys[self._active]
+
+    def rotate_signing_key(self) -> str:
+        """Entra rolls its key: a new one is published beside the old and signs from now on (its kid)."""
+        with self._world.lock:
+            self._active_key()
+            self._keys.append(SigningKey.generate())
+            self._active = len(self._keys) - 1
+            return self._keys[self._active].kid
+
+    def jwks(self) -> dict[str, Any]:
+        """The keys document at /{tenant}/discovery/v2.0/keys."""
+        self._active_key()
+        issuer = f"{self.authority}/{self._world.entra.tenant_id}/v2.0"
+        with self._world.lock:
+            return {"keys": [k.jwk(issuer) for k in self._keys]}
+
+    # -- tokens
+    def app_token(
+        self,
+        client_id: str,
+        *,
+        audience: str | None = None,
+        lifetime_seconds: int = TOKEN_LIFETIME_SECONDS,
+        age_seconds: int = 0,
+        version: int | None = None,
+    ) -> str:
+        """An app-only access token for the API, as client_credentials with ``<uri>/.default`` gets
+        one: the client's assigned roles, its service principal as oid and sub, idtyp app."""
+        sp = self._world.graph.sp_by_app_id(client_id)
+        oid = sp.object_id if sp is not None else stable_guid("service-principal", client_id)
+        claims: dict[str, Any] = {"azp": client_id, "azpacr": "1", "oid": oid, "sub": oid, "idtyp": "app"}
+        roles = self.roles_of(client_id)
+        if roles:
+            claims["roles"] = roles
+        return self._mint(claims, audience, lifetime_seconds, age_seconds, version, None)
+
+    def user_token(
+        self,
+        email: str,
+        roles: tuple[str, ...] | list[str] = (),
+        *,
+        client_id: str = AZURE_CLI_CLIENT_ID,
+        name: str | None = None,
+        audience: str | None = None,
+        tenant: str | None = None,
+        lifetime_seconds: int = TOKEN_LIFETIME_SECONDS,
+        age_seconds: int = 0,
+        version: int | None = None,
+    ) -> str:
+        """A signed-in person's access token for the API, holding the app roles given (as if assigned
+        to them), issued to ``client_id`` (the Azure CLI unless told). ``audience``, ``tenant``,
+        ``age_seconds`` (how long ago it was issued) and ``version`` make the tokens tests refuse."""
+        user = self._world.entra.user_for_hint(email)
+        display = name if name is not None else email.partition("@")[0]
+        claims: dict[str, Any] = {
+            "azp": client_id,
+            "azpacr": "0",
+            "name": display,
+            "oid": user.object_id,
+            "sub": _b64url(hashlib.sha256(f"{user.object_id}:{client_id}".encode()).digest())[:43],  # pairwise
+            "preferred_username": email,
+            "scp": "access_as_user",
+        }
+        if roles:
+            claims["roles"] = list(roles)
+        return self._mint(claims, audience, lifetime_seconds, age_seconds, version, tenant)
+
+    def _mint(
+        self,
+        claims: dict[str, Any],
+        audience: str | None,
+        lifetime_seconds: int,
+        age_seconds: int,
+        version: int | None,
+        tenant: str | None,
+    ) -> str:
+        import jwt
+
+        version = version or self.token_version
+        tid = tenant or self._world.entra.tenant_id
+        now = int(time.time()) - int(age_seconds)
+        body: dict[str, Any] = {
+            "aud": audience or (self.app_id if version == 2 else self.identifier_uri),
+            "iss": f"{self.authority}/{tid}/v2.0" if version == 2 else V1_ISSUER.format(tenant=tid),
+            "iat": now,
+            "nbf": now,
+            "exp": now + int(lifetime_seconds),
+            "tid": tid,
+            "uti": secrets.token_urlsafe(16),
+            "ver": "2.0" if version == 2 else "1.0",
+            **claims,
+        }
+        if version != 2:  # v1 names the client appid/appidacr, and a person by upn and unique_name
+            body["appid"], body["appidacr"] = body.pop("azp"), body.pop("azpacr")
+            if "preferred_username" in body:
+                body["upn"] = body["unique_name"] = body.pop("preferred_username")
+        key = self._active_key()
+        headers = {"kid": key.kid} if version == 2 else {"kid": key.kid, "x5t": key.kid}
+        token = jwt.encode(body, key.private_key, algorithm="RS256", headers=headers)
+        with self._world.lock:
+            self._minted.add(token)
+        return token
+
+    def secret_values(self) -> set[str]:
+        with self._world.lock:
+            return set(self._minted)
+
+
+# ---------------------------------------------------------------- publisher verification and operators' sign-in
+#
+# Issue 14. What Graph needs to set an app's verified publisher, and a person to do it:
+# - operators: users of this directory who sign in with ``az login`` (delegated tokens), each with their
+#   directory roles; setVerifiedPublisher wants Application Administrator, Cloud Application Administrator
+#   or Global Administrator [PV2];
+# - the directory's DNS-verified custom domains, and each app's publisher domain (a portal step: Graph's
+#   publisherDomain is read-only) [PV2][PD];
+# - Partner Center accounts: a Partner One (MPN) id, the publisher's name and the domain of the email used to
+#   verify the account [PV1][PV2];
+# - uploaded logos (PUT /applications/{id}/logo), kept beside the app, not in its JSON.
+# Delegated tokens are JWT-shaped (header.claims.signature, the signature random: nobody here checks it) and
+# are also entered in Entra's token table for the Azure CLI's client, so Graph's and Key Vault's existing
+# checks accept them; their claims say who signed in (upn, oid, scp, wids, idtyp "user"). Every one is a
+# secret of the world (``secret_values``).
+
+# Role template ids (the 'wids' claim) of the directory roles that may set a verified publisher [PV2].
+PUBLISHER_ROLES = {
+    "Application Administrator": "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3",
+    "Cloud Application Administrator": "158c047a-c907-4556-b7ef-446551a6b5f7",
+    "Global Administrator": "62e90394-69f5-4237-9190-012177145e10",
+}
+# The delegated Graph scopes of an Azure CLI token (guessed list; Application.ReadWrite.All is what counts).
+AZURE_CLI_GRAPH_SCOPES = (
+    "Application.ReadWrite.All",
+    "AuditLog.Read.All",
+    "Directory.AccessAsUser.All",
+    "Group.ReadWrite.All",
+    "User.ReadWrite.All",
+)
+_DELEGATED_RESOURCES = {GRAPH_RESOURCE, VAULT_RESOURCE}
+# The portal's logo rules [BR]: .png, .jpg or .bmp, under 100 KB. Graph publishes none (guessed: the same).
+LOGO_CONTENT_TYPES = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff", "image/bmp": b"BM"}
+MAX_LOGO_BYTES = 100 * 1024
+
+
+@dataclass
+class Operator:
+    """A person of this directory who signs in with ``az login``."""
+
+    upn: str
+    object_id: str
+    roles: set[str]  # directory role names (PUBLISHER_ROLES keys, or any other)
+
+
+@dataclass
+class PartnerAccount:
+    """A Partner Center (Cloud Partner Program) account: its Partner One id, name and email domain [PV2]."""
+
+    mpn_id: str
+    display_name: str
+    email_domain: str
+    vetted: bool = True  # verification completed in Partner Center (else MPNAccountNotVetted)
+
+
+@dataclass
+class DelegatedGrant:
+    """What a delegated token stands for: the person, the resource and the scopes."""
+
+    upn: str
+    object_id: str
+    resource: str
+    scopes: tuple[str, ...]
+
+
+@dataclass
+class StoredLogo:
+    content_type: str
+    data: bytes = field(repr=False)
+
+
+def _jwt(claims: dict[str, Any]) -> str:
+    def part(obj: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj, separators=(",", ":")).encode()).decode().rstrip("=")
+
+    signature = base64.urlsafe_b64encode(secrets.token_bytes(64)).decode().rstrip("=")
+    return f"{part({'typ': 'JWT', 'alg': 'RS256', 'kid': 'emulator'})}.{part(claims)}.{signature}"
+
+
+class PublisherState:
+    """Operators, verified domains, Partner Center accounts and logos (issue 14)."""
+
+    def __init__(self, world: World) -> None:
+        self._world = world
+        self.operators: dict[str, Operator] = {}  # key: lower-case UPN
+        self.partners: dict[str, PartnerAccount] = {}  # key: the Partner One (MPN) id
+        self.verified_domains: set[str] = set()  # lower case
+        self.logos: dict[str, StoredLogo] = {}  # key: the app's object id
+        self._grants: dict[str, DelegatedGrant] = {}  # key: the access token
+
+    def clear(self) -> None:
+        with self._world.lock:
+            for token in self._grants:
+                self._world.entra._tokens.pop(token, None)  # the Entra side of our delegated tokens
+            self._grants.clear()
+            self.operators.clear()
+            self.partners.clear()
+            self.verified_domains.clear()
+            self.logos.clear()
+
+    # -- directory, Partner Center, portal steps
+    def add_operator(self, upn: str, roles: tuple[str, ...] | list[str] = ()) -> Operator:
+        with self._world.lock:
+            op = Operator(upn, stable_guid("operator", upn), set(roles))
+            self.operators[upn.lower()] = op
+            return op
+
+    def add_partner(self, mpn_id: str, display_name: str, email_domain: str, *, vetted: bool = True) -> PartnerAccount:
+        with self._world.lock:
+            account = PartnerAccount(str(mpn_id), display_name, email_domain.lower(), vetted)
+            self.partners[account.mpn_id] = account
+            return account
+
+    def verify_domain(self, domain: str) -> None:
+        """A custom domain added to the directory and DNS-verified (portal: Custom domain names)."""
+        with self._world.lock:
+            self.verified_domains.add(domain.lower())
+
+    def domain_verified(self, domain: str) -> bool:
+        return domain.lower() in self.verified_domains
+
+    def set_publisher_domain(self, object_id: str, domain: str) -> None:
+        """The portal's "Update publisher domain" (App registrations > Branding & properties): the tenant's
+        initial domain or a verified one [PD]. Graph cannot do it (publisherDomain is read-only)."""
+        with self._world.lock:
+            app = self._world.graph.apps[object_id]
+            low = domain.lower()
+            if low != self._world.entra.tenant_domain.lower() and not self.domain_verified(low):
+                raise ValueError(f"{domain} is not a verified domain of this directory")
+            app.data["publisherDomain"] = low
+
+    # -- tokens
+    def delegated_token(self, upn: str, resource: str) -> tuple[str, int]:
+        """What ``az account get-access-token --resource R`` gives a signed-in operator: (token, expires_on)."""
+        resource = resource.rstrip("/")
+        if resource not in _DELEGATED_RESOURCES:
+            raise ValueError(f"resource {resource} is not one the emulators serve")
+        with self._world.lock:
+            op = self.operators.get(upn.lower())
+            if op is None:
+                raise ValueError(f"{upn} is not an operator of this directory (add_operator first)")
+            scopes = AZURE_CLI_GRAPH_SCOPES if resource == GRAPH_RESOURCE else ("user_impersonation",)
+            now = int(time.time())
+            claims = {
+                "aud": resource,
+                "iss": f"https://sts.windows.net/{self._world.entra.tenant_id}/",
+                "iat": now,
+                "nbf": now,
+                "exp": now + TOKEN_LIFETIME_SECONDS,
+                "appid": AZURE_CLI_CLIENT_ID,
+                "app_displayname": "Microsoft Azure CLI",
+                "idtyp": "user",
+                "name": upn.partition("@")[0],
+                "oid": op.object_id,
+                "scp": " ".join(scopes),
+                "tid": self._world.entra.tenant_id,
+                "unique_name": upn,
+                "upn": upn,
+                "ver": "1.0",
+                "wids": sorted(PUBLISHER_ROLES[r] for r in op.roles if r in PUBLISHER_ROLES),
+            }
+            token = _jwt(claims)
+            self._world.entra._tokens[token] = IssuedToken(
+                AZURE_CLI_CLIENT_ID, resource, time.monotonic() + TOKEN_LIFETIME_SECONDS
+            )
+            self._grants[token] = DelegatedGrant(upn, op.object_id, resource, scopes)
+            return token, now + TOKEN_LIFETIME_SECONDS
+
+    def service_principal_token(self, resource: str) -> tuple[str, int]:
+        """What ``az login --service-principal`` as the service's identity gives: an app-only token, JWT-shaped
+        (idtyp "app", roles, no scp)."""
+        resource = resource.rstrip("/")
+        if resource not in _DELEGATED_RESOURCES:
+            raise ValueError(f"resource {resource} is not one the emulators serve")
+        ident = self._world.identity
+        now = int(time.time())
+        claims = {
+            "aud": resource,
+            "iss": f"https://sts.windows.net/{self._world.entra.tenant_id}/",
+            "iat": now,
+            "nbf": now,
+            "exp": now + TOKEN_LIFETIME_SECONDS,
+            "appid": ident.client_id,
+            "app_displayname": "nylas-entra-rotator (service identity)",
+            "idtyp": "app",
+            "oid": ident.sp_object_id,
+            "roles": ["Application.ReadWrite.OwnedBy"],
+            "tid": self._world.entra.tenant_id,
+            "ver": "1.0",
+        }
+        token = _jwt(claims)
+        with self._world.lock:
+            self._world.entra._tokens[token] = IssuedToken(
+                ident.client_id, resource, time.monotonic() + TOKEN_LIFETIME_SECONDS
+            )
+            self._grants[token] = DelegatedGrant("", "", resource, ())  # tracked for clear(); not a person
+        return token, now + TOKEN_LIFETIME_SECONDS
+
+    def delegated(self, token: str) -> DelegatedGrant | None:
+        """The person behind a token (None: an application's token, or none of ours)."""
+        with self._world.lock:
+            grant = self._grants.get(token)
+            return grant if grant is not None and grant.upn else None
+
+    def operator(self, upn: str) -> Operator | None:
+        with self._world.lock:
+            return self.operators.get(upn.lower())
+
+    def secret_values(self) -> set[str]:
+        with self._world.lock:
+            return set(self._grants)
+
+
 # ---------------------------------------------------------------- the world
 
 
@@ -1313,6 +1779,8 @@ class World:
         self.graph = GraphState(self)
         self.keyvault = KeyVaultState(self)
         self.nylas = NylasState(self)
+        self.caller_api = CallerApiState(self)  # caller sign-in (its own section above)
+        self.publisher = PublisherState(self)  # publisher verification and operators (its own section above)
         self._defaults: tuple[float, float, int | None, bool] = (0.0, 0.0, None, True)
         self.identity = ServiceIdentity(
             self.entra.tenant_id,
@@ -1375,6 +1843,8 @@ class World:
             self.keyvault.clear()
             self.nylas.clear()
             self.entra.clear_users()
+            self.caller_api.clear()  # caller sign-in
+            self.publisher.clear()  # publisher verification and operators
             self._apply_defaults()
             self._register_identity()
 
@@ -1419,6 +1889,8 @@ class World:
                 found.update(p.secret for p in app.password_credentials)
             found.update(self.nylas.secret_values())
             found.update(self.entra.refresh_tokens())
+            found.update(self.caller_api.secret_values())  # caller sign-in: access tokens minted
+            found.update(self.publisher.secret_values())  # operators' delegated tokens
         return {s for s in found if s and len(s) >= 8}
 
     def nylas_secret_works(self, app_id: str) -> bool:

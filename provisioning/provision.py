@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TypeVar
 from urllib.parse import urlencode
 
+from core.audit import current_caller
 from core.errors import BadRequest, Conflict, DependencyRejected, NotFoundYet, NotOwned
 from core.ports import (
     MAX_PERSONAL_APP_PASSWORDS,
@@ -25,6 +26,7 @@ from core.ports import (
     NewPassword,
     NylasApp,
     PasswordInfo,
+    RotationRequest,
 )
 from core.record import (
     MARKER,
@@ -35,8 +37,11 @@ from core.record import (
     nylas_credential_secret_name,
     secret_name,
 )
+from core.telemetry import work_on
+from provisioning.branding import apply_branding
 from provisioning.graph_scopes import qualified, required_resource_access
 from provisioning.manifest import Manifest
+from provisioning.readiness import Readiness
 from provisioning.request import ProvisionRequest
 from rotation.engine import Outcome, Result, RotationEngine, is_ours, new_lifetime_days, new_rotation_id
 
@@ -91,6 +96,7 @@ class TenantView:
     hosted_auth_url: str = ""
     replaces: str = ""
     replaced_by: str = ""
+    readiness: Readiness | None = None  # the app's readiness for production (status of one tenant only)
 
     @classmethod
     def of(
@@ -148,6 +154,8 @@ class TenantView:
             out["adminConsentUrl"] = self.admin_consent_url
         if self.warnings:
             out["warnings"] = list(self.warnings)
+        if self.readiness is not None:
+            out["readiness"] = self.readiness.to_json()
         return out
 
 
@@ -155,6 +163,12 @@ class TenantView:
 class ProvisionResult:
     created: bool  # False: the tenant already existed and nothing new was made
     view: TenantView
+    # ``begin`` only: the queued run that verifies, pushes and finishes (None: nothing left to do).
+    follow_up: RotationRequest | None = None
+
+    @property
+    def in_progress(self) -> bool:
+        return self.follow_up is not None
 
 
 STATE_AFTER = {
@@ -181,6 +195,22 @@ class Provisioner:
         self.authority_host = authority_host.rstrip("/")
 
     def provision(self, request: ProvisionRequest) -> ProvisionResult:
+        """The whole procedure in one call, verification waits included (the CLI: no gateway waits)."""
+        return self._run(request, wait=True)
+
+    def begin(self, request: ProvisionRequest) -> ProvisionResult:
+        """The writes that make the tenant exist (app, service principal, first secret in Key Vault),
+        and no more: proving the secret (Entra's propagation delay can outlast the 230 s an HTTP
+        request may take), pushing it to Nylas and finishing are the ``follow_up`` run, queued by the
+        caller. A tenant already on its way answers the same follow-up again; the run is idempotent
+        and serialised by the tenant's lease, so a duplicate costs one quiet queue message."""
+        return self._run(request, wait=False)
+
+    def _run(self, request: ProvisionRequest, *, wait: bool) -> ProvisionResult:
+        with work_on(tenant=request.tenant, target=request.nylas.target.value, step="provision"):
+            return self._run_for(request, wait=wait)
+
+    def _run_for(self, request: ProvisionRequest, *, wait: bool) -> ProvisionResult:
         name = secret_name(self.policy.secret_prefix, request.tenant)
         # Cheap path first: an already provisioned tenant costs one read and no lease.
         existing = self.deps.vault.get(name)
@@ -197,16 +227,40 @@ class Provisioner:
                 field="tenant",
             )
         if existing and record and record.state is not RotationState.PENDING:
+            if not wait and record.state is RotationState.VERIFIED:
+                # Proven, not yet pushed: the queued run is still at work (or lost: queue it again).
+                return ProvisionResult(
+                    False,
+                    self._view(existing.id, record, existing.expires_on, request),
+                    self._follow_up(record, tuple(qualified(request.scopes))),
+                )
+            apply_branding(self.deps, request.tenant, record.app_object_id, request.branding)  # issue 14
             return ProvisionResult(False, self._view(existing.id, record, existing.expires_on, request))
+        if existing and record and not wait:
+            # Pending: a run is (or should be) at work. No lease: the answer must not wait for it.
+            return ProvisionResult(
+                False,
+                self._view(existing.id, record, existing.expires_on, request),
+                self._follow_up(record, tuple(qualified(request.scopes))),
+            )
         if existing and record is None:
             raise BadRequest(
                 f"Key Vault secret {name} exists but is not managed by this service; choose another tenant slug",
                 field="tenant",
             )
         with self.deps.leases.hold(request.tenant):
-            return self._provision_locked(request, name)
+            return self._provision_locked(request, name, wait=wait)
 
-    def _provision_locked(self, request: ProvisionRequest, name: str) -> ProvisionResult:
+    def _follow_up(self, record: TenantRecord, scopes: tuple[str, ...] = ()) -> RotationRequest:
+        return RotationRequest(
+            record.tenant,
+            "provision",
+            paced=Audience(record.audience).allows_personal,
+            scopes=scopes,
+            requested_by=current_caller(),  # the queued writes record who asked, too
+        )
+
+    def _provision_locked(self, request: ProvisionRequest, name: str, *, wait: bool) -> ProvisionResult:
         # The v2 manifest has permissions that need an administrator; the v3 scope table has none.
         consenting = self.manifest.admin_consent if request.generation == 2 else ()
         warnings = [f"{p} needs an administrator's consent (adminConsentUrl)" for p in consenting]
@@ -226,6 +280,7 @@ class Provisioner:
             # succeeds, writes against it may 404. Wait here, where we know the app is new.
             app = self._retry_replication(lambda: self.deps.graph.get(app.object_id))
             self._retry_replication(lambda: self.deps.graph.ensure_service_principal(app.app_id))
+            apply_branding(self.deps, request.tenant, app.object_id, request.branding, locked=True)  # issue 14
             self.engine.remove_orphans(app, recorded=set())
             rotation_id = new_rotation_id()
             new = self._retry_replication(
@@ -254,6 +309,12 @@ class Provisioner:
             )
             latest = self.engine.store(request.tenant, new, record)
             log.info("provisioned credential stored", extra={"tenant": request.tenant, "step": "create"})
+            if not wait:
+                return ProvisionResult(
+                    True,
+                    self._view(latest.id, record, latest.expires_on, request, warnings),
+                    self._follow_up(record, tuple(qualified(request.scopes))),
+                )
             app = replace(app, passwords=(*app.passwords, _as_info(new)))
             outcome = self.engine.advance_from_record(
                 request.tenant,
@@ -264,6 +325,12 @@ class Provisioner:
             )
         else:
             assert latest is not None
+            if not wait:
+                return ProvisionResult(
+                    False,
+                    self._view(latest.id, record, latest.expires_on, request, warnings),
+                    self._follow_up(record, tuple(qualified(request.scopes))),
+                )
             outcome = self.engine.advance_from_record(request.tenant, loaded=(latest, record))
         if outcome.result is Result.NYLAS_REFUSED:
             # Stored and verified, not in use: a fixed request (or the nightly run) pushes it again.

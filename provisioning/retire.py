@@ -21,9 +21,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from core.audit import keep_requester
 from core.errors import BadRequest, DependencyRejected, DependencyUnavailable, TenantNotFound
 from core.ports import NylasApp
 from core.record import NylasTarget, RotationState, TenantRecord, nylas_credential_secret_name, secret_name
+from core.telemetry import work_on
 from rotation.engine import RotationEngine, is_ours, nylas_credential_name
 
 log = logging.getLogger("provisioning.retire")
@@ -70,6 +72,10 @@ class Retirement:
 
     def retire(self, tenant: str, *, confirm: str, delete_app: bool = False) -> RetireResult:
         check_confirmation(tenant, confirm)
+        with work_on(tenant=tenant, step="retire"):
+            return self._retire(tenant, confirm=confirm, delete_app=delete_app)
+
+    def _retire(self, tenant: str, *, confirm: str, delete_app: bool) -> RetireResult:
         name = secret_name(self.policy.secret_prefix, tenant)
         with self.deps.leases.hold(tenant):
             latest = self.deps.vault.get(name)
@@ -80,7 +86,7 @@ class Retirement:
                 raise TenantNotFound(f"tenant {tenant} is not provisioned", field="tenant")
             if record.state is not RotationState.RETIRING:
                 record = record.moved_to(RotationState.RETIRING)
-                self.deps.vault.update_tags(latest.name, latest.version, record.to_tags())
+                self.deps.vault.update_tags(latest.name, latest.version, keep_requester(record.to_tags(), latest.tags))
                 log.info("retirement started", extra={"tenant": tenant, "step": "retire"})
             notes: list[str] = []
             nylas_deleted = self._delete_nylas_credential(record, notes)

@@ -18,15 +18,18 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from core.audit import keep_requester
 from core.clock import Clock, Sleep, to_utc
 from core.errors import (
     DependencyError,
     DependencyRejected,
     LeaseBusy,
+    LeaseLost,
     NothingToConfirm,
     NylasStateUnknown,
     PolicyRejectedLifetime,
@@ -52,6 +55,7 @@ from core.ports import (
     VerifyOutcome,
 )
 from core.record import CREDENTIAL_PREFIX, NylasTarget, RotationState, TenantRecord, secret_name
+from core.telemetry import annotate, telemetry, tracer, work_on
 
 log = logging.getLogger("rotation")
 
@@ -138,25 +142,42 @@ class RotationEngine:
 
     # --- entry points ------------------------------------------------------------------
 
-    def rotate(self, tenant: str, *, force: bool = False, seen_version: str = "", reason: str = "") -> Outcome:
-        """Drive one tenant's rotation as far as it can go now. Safe to call at any time, any number of times."""
-        try:
-            with self.deps.leases.hold(tenant):
-                return self._advance(tenant, force=force, seen_version=seen_version, confirm=False)
-        except LeaseBusy:
-            log.info("rotation busy", extra={"tenant": tenant, "step": "lease"})
-            return Outcome(tenant, Result.BUSY, message="another run holds this tenant's lease")
+    def rotate(
+        self,
+        tenant: str,
+        *,
+        force: bool = False,
+        seen_version: str = "",
+        reason: str = "",
+        scopes: tuple[str, ...] = (),
+    ) -> Outcome:
+        """Drive one tenant's rotation as far as it can go now. Safe to call at any time, any number of
+        times. ``scopes``: provisioning's follow-up, for a Nylas connector it may create."""
+
+        def run() -> Outcome:
+            try:
+                with self.deps.leases.hold(tenant):
+                    return self._advance(tenant, force=force, seen_version=seen_version, confirm=False, scopes=scopes)
+            except LeaseBusy:
+                log.info("rotation busy", extra={"tenant": tenant, "step": "lease"})
+                return Outcome(tenant, Result.BUSY, message="another run holds this tenant's lease")
+
+        return self.measured(tenant, reason or ("forced" if force else "due"), run)
 
     def confirm(self, tenant: str) -> Outcome:
         """An operator says the manual Nylas target now holds the new secret."""
-        with self.deps.leases.hold(tenant):
-            loaded = self._load(tenant)
-            if loaded[1].state is not RotationState.AWAITING_CONFIRMATION:
-                raise NothingToConfirm(
-                    f"tenant {tenant} has no rotation awaiting confirmation (state {loaded[1].state})",
-                    field="tenant",
-                )
-            return self._advance(tenant, force=False, seen_version="", confirm=True, loaded=loaded)
+
+        def run() -> Outcome:
+            with self.deps.leases.hold(tenant):
+                loaded = self._load(tenant)
+                if loaded[1].state is not RotationState.AWAITING_CONFIRMATION:
+                    raise NothingToConfirm(
+                        f"tenant {tenant} has no rotation awaiting confirmation (state {loaded[1].state})",
+                        field="tenant",
+                    )
+                return self._advance(tenant, force=False, seen_version="", confirm=True, loaded=loaded)
+
+        return self.measured(tenant, "confirm", run)
 
     def advance_from_record(
         self,
@@ -171,16 +192,52 @@ class RotationEngine:
         What it just wrote or read (the version, the app, the Nylas credential) it passes along, so
         nothing is read back that this process already knows; ``scopes`` are what a Nylas connector
         made now asks for."""
-        return self._advance(
+        return self.measured(
             tenant,
-            force=False,
-            seen_version="",
-            confirm=False,
-            loaded=loaded,
-            app=app,
-            known=nylas_credential,
-            scopes=scopes,
+            "provision",
+            lambda: self._advance(
+                tenant,
+                force=False,
+                seen_version="",
+                confirm=False,
+                loaded=loaded,
+                app=app,
+                known=nylas_credential,
+                scopes=scopes,
+            ),
         )
+
+    def measured(self, tenant: str, trigger: str, run: Callable[[], Outcome]) -> Outcome:
+        """Run one attempt inside a span and the tenant's log context, and count it: the outcome (or
+        ``failed`` when it raised), by target and trigger, and how long it took on the service's clock
+        (verification waits included)."""
+        started = self.deps.clock.now()
+        with work_on(tenant=tenant, step="rotate") as context, tracer().start_as_current_span("rotation") as span:
+            span.set_attribute("rotator.trigger", trigger)
+            outcome_name = "failed"
+            try:
+                outcome = run()
+                outcome_name = outcome.result.value
+                if outcome.expires_on is not None:
+                    days = (to_utc(outcome.expires_on) - self.deps.clock.now()).total_seconds() / 86400
+                    telemetry().days_left(
+                        tenant=tenant, target=context.get("target", "unknown"), state=outcome.result.value, days=days
+                    )
+                return outcome
+            except Exception as exc:
+                # Transient (a 429/5xx, a lost lease): the queue tries again and poisons the message
+                # after five tries, which alerts on its own. Only what retrying cannot fix is "failed".
+                if (isinstance(exc, DependencyError) and exc.transient) or isinstance(exc, (LeaseLost, LeaseBusy)):
+                    outcome_name = "interrupted"
+                raise
+            finally:
+                target = context.get("target", "unknown")
+                span.set_attribute("rotator.target", target)
+                span.set_attribute("rotator.outcome", outcome_name)
+                seconds = (self.deps.clock.now() - started).total_seconds()
+                telemetry().rotation(
+                    tenant=tenant, target=target, outcome=outcome_name, trigger=trigger, seconds=seconds
+                )
 
     # --- the machine -------------------------------------------------------------------
 
@@ -204,6 +261,7 @@ class RotationEngine:
         scopes: tuple[str, ...] = (),
     ) -> Outcome:
         latest, record = loaded or self._load(tenant)
+        annotate(target=record.nylas_target.value)
         if record.state is RotationState.RETIRING:
             return Outcome(tenant, Result.RETIRING, record.key_id, message="the tenant is being retired")
         if seen_version and seen_version != latest.version and record.state is not RotationState.PENDING:
@@ -261,7 +319,7 @@ class RotationEngine:
             record = replace(record, nylas_credential_id=pushed.credential_id)
         if pushed.status is PushStatus.NEEDS_CONFIRMATION:
             record = record.moved_to(RotationState.AWAITING_CONFIRMATION)
-            self.deps.vault.update_tags(latest.name, latest.version, record.to_tags())
+            self.deps.vault.update_tags(latest.name, latest.version, keep_requester(record.to_tags(), latest.tags))
             self._alert_manual(record, latest, first=True)
             return Outcome(tenant, Result.AWAITING_CONFIRMATION, record.key_id, record.previous_key_id)
         return self._finish(tenant, latest, record)
@@ -368,7 +426,7 @@ class RotationEngine:
         if record.previous_key_id:
             self.deps.graph.remove_password(record.app_object_id, record.previous_key_id)
         done = record.moved_to(RotationState.CURRENT)
-        self.deps.vault.update_tags(latest.name, latest.version, done.to_tags())
+        self.deps.vault.update_tags(latest.name, latest.version, keep_requester(done.to_tags(), latest.tags))
         log.info(
             "rotation finished",
             extra={"tenant": tenant, "step": "finish", "key_id": done.key_id, "revoked": record.previous_key_id},

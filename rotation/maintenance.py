@@ -3,6 +3,8 @@ the cleanup of orphaned credentials. Typed results, no printing: ``rotator`` sha
 
 - ``plan`` reads Key Vault's listing once (the same one call per 25 secrets as the nightly scan)
   and decides each tenant with the scanner's own rules. It writes nothing and takes no lease.
+  With a rotation window it says when each due tenant would start, as if the scan ran now
+  (``rotation.scanner.starts``, the nightly scan's own spreading).
 - ``cleanup`` finds credentials of ours (display name starting with ``CREDENTIAL_PREFIX``) that
   the latest Key Vault version does not record, older than ``ORPHAN_GRACE_MINUTES``, on every
   tenant's app, and on apps tagged with our marker that have no Key Vault record at all. A dry
@@ -11,7 +13,7 @@ the cleanup of orphaned credentials. Typed results, no printing: ``rotator`` sha
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -22,7 +24,8 @@ from core.errors import LeaseBusy, ServiceError
 from core.ports import AppInfo, GraphApps, LeaseManager, SecretStore, SecretVersion
 from core.record import MARKER, RotationState, TenantRecord, secret_name
 from rotation.engine import is_ours
-from rotation.scanner import scan
+from rotation.scanner import ScanItem, scan, starts
+from rotation.windows import Window
 
 # --- plan -------------------------------------------------------------------------------
 
@@ -64,9 +67,14 @@ class PlanItem:
     explanation: str  # one sentence for a person
     replaces: str = ""  # a v3 tenant's v2 predecessor, while it lives
     replaced_by: str = ""  # a v2 tenant's v3 successor
+    starts_at: datetime | None = None  # held for the rotation window: when it starts (None: at the scan)
+    not_ready: tuple[str, ...] | None = None  # plan --readiness: what its app misses for production (None: not asked)
 
     def to_json(self) -> dict[str, object]:
         extra: dict[str, object] = {}
+        if self.not_ready is not None:
+            extra["ready"] = not self.not_ready
+            extra["notReady"] = list(self.not_ready)
         if self.replaces:
             extra["replaces"] = self.replaces
         if self.replaced_by:
@@ -84,6 +92,7 @@ class PlanItem:
             "stateSince": _iso(self.state_since),
             "nextRun": self.next_run.value,
             "why": self.why.value,
+            "startsAt": _iso(self.starts_at),
             "explanation": self.explanation,
         }
 
@@ -92,13 +101,21 @@ class PlanItem:
 class Plan:
     now: datetime
     items: list[PlanItem]
+    window: Window | None = None  # ROTATION_WINDOW; None: due tenants start at the scan
 
     def count(self, next_run: NextRun) -> int:
         return sum(1 for i in self.items if i.next_run is next_run)
 
+    def window_json(self) -> dict[str, object] | None:
+        if self.window is None:
+            return None
+        opens, closes = self.window.occurrence(self.now)
+        return {"window": self.window.describe(), "opens": _iso(opens), "closes": _iso(closes)}
+
     def to_json(self) -> dict[str, object]:
         return {
             "now": _iso(self.now),
+            "rotationWindow": self.window_json(),
             "tenants": [i.to_json() for i in self.items],
             "counts": {n.value: self.count(n) for n in NextRun},
         }
@@ -116,10 +133,14 @@ def plan(
     stuck_after: timedelta,
     prefix: str,
     escalate_days: int = 7,
+    window: Window | None = None,
+    readiness: Mapping[str, tuple[str, ...]] | None = None,
 ) -> Plan:
     """What the next nightly run would do for every tenant, and why. Pure: decided from the Key
-    Vault listing alone, with the scanner's own rules (one secret at a time through ``scan``)."""
+    Vault listing alone, with the scanner's own rules (one secret at a time through ``scan``).
+    With a ``window``, each due tenant's start is the one a scan run ``now`` would give it."""
     items: list[PlanItem] = []
+    queued: list[ScanItem] = []
     seen: set[str] = set()
     for props in secrets:
         decided = scan([props], now, stuck_after=stuck_after, prefix=prefix)
@@ -130,14 +151,36 @@ def plan(
         if decided.tenants == 0 and not (retiring and props.name.lower() == secret_name(prefix, record.tenant).lower()):
             continue
         seen.add(record.tenant)
+        queued += decided.items
         items.append(_plan_item(props, record, now, decided.items[0].reason if decided.items else "", stuck_after))
     tenants = {i.tenant for i in items}
     successors = {i.replaces: i.tenant for i in items if i.replaces in tenants}
     items = [
         _with_replacement(i, i.replaces if i.replaces in tenants else "", successors.get(i.tenant, "")) for i in items
     ]
+    begins = dict(zip((q.tenant for q in queued), starts(queued, now, window), strict=True))
+    items = [_with_start(i, begins.get(i.tenant), window) for i in items]
+    if readiness is not None:  # tenant -> what its app misses for production (provisioning/readiness.py)
+        items = [_with_readiness(i, readiness.get(i.tenant)) for i in items]
     items.sort(key=lambda i: i.tenant)
-    return Plan(now, items)
+    return Plan(now, items, window)
+
+
+def _with_start(item: PlanItem, begins: datetime | None, window: Window | None) -> PlanItem:
+    if window is None or item.next_run is not NextRun.ROTATE:
+        return item
+    if begins is None:
+        text = f"; too close to expiry to wait for the rotation window ({window.describe()}): starts at the scan"
+        return replace(item, explanation=item.explanation + text)
+    text = f"; held for the rotation window: starts {_iso(begins)}"
+    return replace(item, starts_at=begins, explanation=item.explanation + text)
+
+
+def _with_readiness(item: PlanItem, missing: tuple[str, ...] | None) -> PlanItem:
+    if missing is None:
+        return item
+    text = "; not ready for production: " + "; ".join(missing) if missing else "; ready for production"
+    return replace(item, not_ready=missing, explanation=item.explanation + text)
 
 
 def _with_replacement(item: PlanItem, replaces: str, replaced_by: str) -> PlanItem:

@@ -8,28 +8,37 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from core.audit import current_caller
 from core.errors import BadRequest, TenantNotFound
 from core.ports import Alert, RotationRequest, Severity
 from core.record import Audience, TenantRecord, secret_name
 from rotation.engine import Outcome
 from rotation.events import EXPIRED, HANDLED, NEAR_EXPIRY, KeyVaultEvent
 from rotation.pacing import DEFAULT_PAUSE_SECONDS, EARLY_TOLERANCE_SECONDS, interval_seconds
-from rotation.scanner import ScanReport, scan
+from rotation.scanner import ScanReport, scan, starts
+from rotation.windows import parse as parse_window
 
 if TYPE_CHECKING:
     from bootstrap import Services
 
 log = logging.getLogger("rotation.operations")
+# A storage queue hides a message for 7 days at most, and one that lives the default 7 days would
+# expire as it appears: a rotation held for a window further away than this gets there in hops.
+MAX_QUEUE_DELAY_SECONDS = 6 * 24 * 3600.0
 
 
 def scan_and_queue(services: Services) -> ScanReport:
     """The nightly run: list Key Vault once, queue one message per tenant that needs a run, and log
     one summary line. A failure part-way raises (the timer's retry policy runs the scan again); the
-    messages already sent are then sent twice, which the engine's own due check makes harmless."""
+    messages already sent are then sent twice, which the engine's own due check makes harmless.
+
+    With a rotation window (``ROTATION_WINDOW``), due tenants are held for it and spread over it
+    (``rotation.scanner.starts``); every other request starts when queued, as without one."""
     deps = services.deps
     report = scan(
         deps.vault.list_properties(),
@@ -37,18 +46,20 @@ def scan_and_queue(services: Services) -> ScanReport:
         stuck_after=timedelta(hours=services.settings.stuck_after_hours),
         prefix=services.settings.secret_prefix,
     )
-    paced = [item for item in report.items if item.paced]
+    now = deps.clock.now()
+    begins = starts(report.items, now, parse_window(services.settings.rotation_window))
+    paced = [item for item, begin in zip(report.items, begins, strict=True) if item.paced and begin is None]
     slots = services.pace.reserve(len(paced), interval_seconds(services.settings)) if paced else []
-    now = deps.clock.now().timestamp()
-    for item in report.items:
-        if item.paced:
-            slot = slots.pop(0)
-            services.queue.send(
-                RotationRequest(item.tenant, item.reason, item.version, paced=True, slot=slot),
-                delay_seconds=max(0.0, slot - now),
-            )
-        else:
-            services.queue.send(RotationRequest(item.tenant, item.reason, item.version))
+    for item, begin in zip(report.items, begins, strict=True):
+        request = RotationRequest(item.tenant, item.reason, item.version, paced=item.paced)
+        if begin is not None:
+            # Held for the window. A paced one takes its Graph slot when it appears (defer_for_pace),
+            # so it starts at the later of the two.
+            request = replace(request, not_before=begin.timestamp())
+            report.held += 1
+        elif item.paced:
+            request = replace(request, slot=slots.pop(0))
+        services.queue.send(request, delay_seconds=queue_delay(request, now.timestamp()))
     # Not only Event Grid says so: should its subscription be missing, the nightly scan still alerts.
     for tenant in report.expired:
         secret = secret_name(services.settings.secret_prefix, tenant)
@@ -120,14 +131,39 @@ def parse_rotation_message(body: str) -> RotationRequest:
             force=bool(data.get("force", False)),
             paced=bool(data.get("paced", False)),
             slot=float(data.get("slot", 0.0)),
+            not_before=float(data.get("notBefore", 0.0)),
+            scopes=tuple(str(s) for s in data.get("scopes", ())),
+            requested_by=str(data.get("requestedBy", ""))[:256],
         )
     except (ValueError, KeyError, TypeError):
         raise BadRequest("rotation message is not the JSON this service writes", field="body") from None
+    if not math.isfinite(request.not_before):
+        raise BadRequest("rotation message is not the JSON this service writes", field="body")
     return request
 
 
 def is_paced(record: TenantRecord) -> bool:
     return Audience(record.audience).allows_personal
+
+
+def queue_delay(request: RotationRequest, now: float) -> float:
+    """A request's visibility delay: until its window start or Graph slot, at most ``MAX_QUEUE_DELAY_SECONDS``."""
+    return min(max(0.0, request.not_before - now, request.slot - now), MAX_QUEUE_DELAY_SECONDS)
+
+
+def defer_for_window(services: Services, request: RotationRequest) -> float:
+    """A request held for the rotation window never starts before its time: one that appears early
+    (a window more than ``MAX_QUEUE_DELAY_SECONDS`` away is reached in hops) goes back to the queue
+    until then. Returns the wait (0: start now)."""
+    wait = request.not_before - services.deps.clock.now().timestamp()
+    if wait <= EARLY_TOLERANCE_SECONDS:
+        return 0.0
+    services.queue.send(request, delay_seconds=min(wait, MAX_QUEUE_DELAY_SECONDS))
+    log.info(
+        "rotation held for its window",
+        extra={"tenant": request.tenant, "step": "window", "delay_seconds": round(wait, 1)},
+    )
+    return wait
 
 
 def defer_for_pace(services: Services, request: RotationRequest) -> float:
@@ -157,7 +193,7 @@ def rotate_from_message(services: Services, request: RotationRequest) -> Outcome
     # Every request carries the version its sender saw: once a rotation has written a newer
     # one, a duplicate, late or out-of-order request is stale and changes nothing.
     return services.engine.rotate(
-        request.tenant, force=request.force, seen_version=request.version, reason=request.reason
+        request.tenant, force=request.force, seen_version=request.version, reason=request.reason, scopes=request.scopes
     )
 
 
@@ -167,7 +203,9 @@ def queue_rotation(services: Services, tenant: str) -> RotationRequest:
         raise TenantNotFound(f"tenant {tenant} is not provisioned", field="tenant")
     record = TenantRecord.from_tags(latest.tags)
     assert record is not None
-    request = RotationRequest(tenant, "on-demand", latest.version, force=True, paced=is_paced(record))
+    request = RotationRequest(
+        tenant, "on-demand", latest.version, force=True, paced=is_paced(record), requested_by=current_caller()
+    )
     services.queue.send(request)
     return request
 
@@ -176,6 +214,7 @@ __all__ = [
     "EXPIRED",
     "NEAR_EXPIRY",
     "EventDecision",
+    "defer_for_window",
     "handle_key_vault_event",
     "parse_rotation_message",
     "queue_rotation",

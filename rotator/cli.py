@@ -19,7 +19,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any, NoReturn
@@ -35,12 +35,23 @@ from core.errors import (
     TenantNotFound,
 )
 from core.settings import SETTINGS, Settings, SettingsError
-from provisioning.request import parse_body, parse_request
-from provisioning.status import get_tenant, list_tenants
+from provisioning.branding import update_branding
+from provisioning.publisher import Publisher, signed_in_operator
+from provisioning.readiness import Readiness
+from provisioning.request import (
+    MAX_BRANDING_BODY_BYTES,
+    Branding,
+    logo_from_file,
+    parse_body,
+    parse_branding_update,
+    parse_request,
+)
+from provisioning.status import ReadinessContext, get_tenant, list_tenants, readiness_by_tenant
 from rotation.engine import Outcome, Result
-from rotation.maintenance import Cleanup, CleanupReport, Disposition, NextRun, Plan, plan
+from rotation.maintenance import Cleanup, CleanupReport, Disposition, NextRun, Plan, PlanItem, plan
 from rotation.pacing import interval_seconds
 from rotation.scanner import scan
+from rotation.windows import parse as parse_window
 from rotator.output import date, days_left, stamp, table
 
 PROG = "python -m rotator"
@@ -112,7 +123,7 @@ def _settings_hint(message: str) -> str:
     named = next((name for name in SETTINGS if name in message), "")
     hint = (
         "Set it in the environment or in a file passed with --env-file PATH. For the local emulators, "
-        "`python -m emulators --env-file .emulators.env` writes one (add AzureWebJobsStorage for Azurite). "
+        "`make sandbox` writes .sandbox.env with every setting, Azurite's storage included. "
         "Every setting is in README.md#configuration."
     )
     if named and SETTINGS[named][1] not in message:
@@ -125,26 +136,40 @@ def _settings_hint(message: str) -> str:
     return hint
 
 
+def read_only(args: argparse.Namespace) -> bool:
+    """plan, status and a cleanup dry run only read (Key Vault, Graph): they take no lease and queue
+    nothing, so they need no storage setting and build no storage client. ``publisher`` writes one
+    property with the operator's own sign-in and takes no lease either."""
+    return args.command in {"plan", "status", "publisher"} or (args.command == "cleanup" and not args.apply)
+
+
 def _services(args: argparse.Namespace) -> Services:
+    storage = not read_only(args)
     if args.credential == "azure-cli":
         from azure.identity import AzureCliCredential
 
         settings = Settings.from_env()
-        svc = build_services(settings, credential=AzureCliCredential(tenant_id=settings.tenant_id))
+        svc = build_services(settings, credential=AzureCliCredential(tenant_id=settings.tenant_id), storage=storage)
         use_services(svc)
         return svc
-    return services()
+    return services(storage=storage)
 
 
 # --- commands ---------------------------------------------------------------------------
 
 
 def cmd_plan(svc: Services, args: argparse.Namespace, io: Io) -> int:
+    listing = list(svc.deps.vault.list_properties())
+    ready = None
+    if getattr(args, "readiness", False):  # one Graph GET per tenant (provisioning/readiness.py)
+        ready = readiness_by_tenant(listing, svc.settings.secret_prefix, ReadinessContext.of(svc.provisioner))
     result = plan(
-        svc.deps.vault.list_properties(),
+        listing,
         svc.deps.clock.now(),
         stuck_after=timedelta(hours=svc.settings.stuck_after_hours),
         prefix=svc.settings.secret_prefix,
+        window=parse_window(svc.settings.rotation_window),
+        readiness=ready,
     )
     if io.as_json:
         io.document({"dryRun": True, **result.to_json()})
@@ -157,11 +182,22 @@ def _print_plan(result: Plan, io: Io) -> None:
     if not result.items:
         io.say("No tenants in Key Vault yet. Provision one: python -m rotator provision tenant.json")
         return
+    io.say(_window_header(result))
+    io.say()
     rows = [
-        (i.tenant, i.state, i.nylas_target, date(i.expires_on), days_left(i.expires_on, result.now), i.next_run, i.why)
+        (
+            i.tenant,
+            i.state,
+            i.nylas_target,
+            date(i.expires_on),
+            days_left(i.expires_on, result.now),
+            i.next_run,
+            i.why,
+            _starts(i),
+        )
         for i in result.items
     ]
-    io.say(table(("TENANT", "STATE", "NYLAS", "EXPIRES", "LEFT", "NEXT RUN", "WHY"), rows))
+    io.say(table(("TENANT", "STATE", "NYLAS", "EXPIRES", "LEFT", "NEXT RUN", "WHY", "STARTS (UTC)"), rows))
     io.say()
     for i in result.items:
         io.say(f"  {i.tenant}: {i.explanation}")
@@ -170,10 +206,28 @@ def _print_plan(result: Plan, io: Io) -> None:
     io.say(f"{len(result.items)} tenants as of {stamp(result.now)}: {counts}. Dry run: nothing was changed.")
 
 
+def _window_header(result: Plan) -> str:
+    if result.window is None:
+        return "Rotation window: none (ROTATION_WINDOW is empty): due tenants start when the nightly scan queues them."
+    opens, closes = result.window.occurrence(result.now)
+    state = "open now, closes" if opens <= result.now else f"next opens {opens:%Y-%m-%d %H:%M:%S}, closes"
+    return (
+        f"Rotation window: {result.window.describe()} (ROTATION_WINDOW); {state} {closes:%Y-%m-%d %H:%M:%S} UTC. "
+        "Due tenants are spread over it; start times are those a scan run now would give."
+    )
+
+
+def _starts(item: PlanItem) -> str:
+    if item.starts_at is not None:
+        return f"{item.starts_at:%Y-%m-%d %H:%M:%S}"
+    return "at the scan" if item.next_run in {NextRun.ROTATE, NextRun.RESUME, NextRun.REMIND} else "-"
+
+
 def cmd_status(svc: Services, args: argparse.Namespace, io: Io) -> int:
     now = svc.deps.clock.now()
     if args.tenant:
-        view = get_tenant(svc.deps.vault, svc.settings.secret_prefix, args.tenant)
+        context = ReadinessContext.of(svc.provisioner)
+        view = get_tenant(svc.deps.vault, svc.settings.secret_prefix, args.tenant, readiness=context)
         if io.as_json:
             io.document(view.to_json())
             return OK
@@ -195,6 +249,8 @@ def cmd_status(svc: Services, args: argparse.Namespace, io: Io) -> int:
             rows.append(("hosted auth", view.hosted_auth_url + "&redirect_uri=<your callback>"))
         if view.replaces:
             rows.append(("replaces", view.replaces))
+        if view.readiness is not None:
+            rows += _readiness_rows(view.readiness)
         width = max(len(k) for k, _ in rows)
         for key, value in rows:
             io.say(f"{key.ljust(width)}  {value}")
@@ -236,6 +292,93 @@ def _paste_instructions(tenant: str, secret_id: str) -> str:
         "paste it in the Nylas v2 dashboard (App settings > Authentication > Office365 Auth), then run\n"
         f"  {PROG} confirm {tenant}"
     )
+
+
+def _readiness_rows(readiness: Readiness) -> list[tuple[str, str]]:
+    """Is the app ready for production (docs/going-to-production.md)."""
+    rows = [("production", readiness.summary())]
+    if readiness.error:
+        return rows
+    vp = readiness.verified_publisher
+    publisher = f"{vp.display_name} (MPN {vp.publisher_id}, since {stamp(vp.added)})" if vp.publisher_id else "none"
+    rows.append(("publisher", f"{publisher}; publisher domain {readiness.publisher_domain or '(none)'}"))
+    needs = ", ".join(readiness.admin_consent_for) or "nothing"
+    rows.append(("consent", f"users: {readiness.user_consent}; admin-only: {needs}"))
+    rows.append(("admin consent", readiness.admin_consent_url))
+    rows += [("advice", text) for text in readiness.advice]
+    return rows
+
+
+def _credential_kind(svc: Services, args: argparse.Namespace) -> str:
+    if args.credential == "azure-cli":
+        return "azure-cli"
+    return "client-secret" if svc.settings.client_secret else "managed-identity"
+
+
+def cmd_publisher(svc: Services, args: argparse.Namespace, io: Io) -> int:
+    kind = _credential_kind(svc, args)
+    try:
+        # Refused before any call when it is the service's own identity (an application): only a person may.
+        operator = signed_in_operator(kind, svc.graph.access_token() if kind == "azure-cli" else None)
+    except BadRequest as exc:
+        raise UsageError(exc.message) from None
+    publisher = Publisher(svc.deps.vault, svc.deps.graph, svc.settings.secret_prefix)
+    if args.action == "set":
+        io.progress(f"setting the verified publisher of {args.tenant} to MPN id {args.mpn_id} …")
+        result = publisher.set(args.tenant, args.mpn_id, operator)
+    else:
+        io.progress(f"removing the verified publisher of {args.tenant} …")
+        result = publisher.unset(args.tenant, operator)
+    view = get_tenant(
+        svc.deps.vault, svc.settings.secret_prefix, args.tenant, readiness=ReadinessContext.of(svc.provisioner)
+    )
+    if io.as_json:
+        io.document({**result.to_json(), "readiness": view.readiness.to_json() if view.readiness else None})
+        return OK
+    vp = result.publisher
+    now = f"{vp.display_name} (MPN {vp.publisher_id})" if vp.publisher_id else "none"
+    done = "done" if result.changed else "nothing to do, it already was"
+    who = f", signed in as {result.operator}" if result.operator else ""
+    io.say(f"{args.tenant}: verified publisher {args.action}: {done}; now {now} on app {result.client_id}{who}")
+    if view.readiness is not None:
+        for key, value in _readiness_rows(view.readiness):
+            io.say(f"  {key:<14} {value}")
+    return OK
+
+
+def cmd_branding(svc: Services, args: argparse.Namespace, io: Io) -> int:
+    if args.credential == "azure-cli":
+        raise UsageError(
+            "branding runs as the service identity, which owns the tenant's app (Application.ReadWrite.OwnedBy). "
+            "Run it without --credential azure-cli where the service identity is available, or use "
+            "PATCH /api/tenants/TENANT."
+        )
+    if not args.file and not args.logo:
+        raise UsageError(f'{PROG} branding: give FILE.json ({{"branding": {{...}}}}), --logo PATH, or both')
+    wanted: Branding | None = None
+    if args.file:
+        try:
+            raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"{args.file}: cannot read it ({exc.strerror or exc.__class__.__name__})") from None
+        wanted = parse_branding_update(parse_body(raw, "application/json", max_bytes=MAX_BRANDING_BODY_BYTES))
+    if args.logo:
+        try:
+            image = Path(args.logo).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"{args.logo}: cannot read it ({exc.strerror or exc.__class__.__name__})") from None
+        logo = logo_from_file(image)
+        wanted = replace(wanted, logo=logo) if wanted is not None else Branding(logo=logo)
+    assert wanted is not None
+    result = update_branding(svc.deps, svc.settings.secret_prefix, args.tenant, wanted)
+    if io.as_json:
+        io.document(result.to_json())
+        return OK
+    what = ", ".join(result.changed) if result.changed else "nothing: the app already looks so"
+    io.say(f"{args.tenant}: branding updated: {what}")
+    for key, value in result.to_json()["branding"].items():  # type: ignore[attr-defined]
+        io.say(f"  {key:<20} {value or '-'}")
+    return OK
 
 
 def cmd_provision(svc: Services, args: argparse.Namespace, io: Io) -> int:
@@ -508,6 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("plan", parents=[common], help="dry run: what the next nightly run would do, and why")
+    p.add_argument(
+        "--readiness", action="store_true", help="also say which apps are not ready for production (a Graph read each)"
+    )
     p.set_defaults(run=cmd_plan)
 
     p = sub.add_parser("status", parents=[common], help="every tenant (or one): state, key id, expiry")
@@ -551,6 +697,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="also remove our credentials on tagged apps that have no Key Vault record",
     )
     p.set_defaults(run=cmd_cleanup)
+
+    # Issue 14: going to production (docs/going-to-production.md).
+    p = sub.add_parser(
+        "publisher",
+        parents=[common],
+        help="set or unset the verified publisher (Partner One / MPN id) of a tenant's app, as yourself",
+        description="Microsoft Graph takes this from a signed-in person only (delegated Application.ReadWrite.All, "
+        "an Entra role Application Administrator, Cloud Application Administrator or Global Administrator): "
+        "run it with --credential azure-cli after az login. See docs/going-to-production.md.",
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    actions.required = True
+    for action, text in (("set", "set the verified publisher"), ("unset", "remove the verified publisher")):
+        a = actions.add_parser(action, parents=[common], help=text)
+        a.add_argument("tenant", metavar="TENANT")
+        if action == "set":
+            a.add_argument("--mpn-id", required=True, metavar="ID", help="your Partner One (MPN) id, PartnerGlobal")
+        a.add_argument(
+            "--credential", choices=("service", "azure-cli"), default=argparse.SUPPRESS, help="as before the command"
+        )
+    p.set_defaults(run=cmd_publisher)
+
+    p = sub.add_parser(
+        "branding", parents=[common], help="set a tenant's app branding: info URLs and logo (PATCH /api/tenants/TENANT)"
+    )
+    p.add_argument("tenant", metavar="TENANT")
+    p.add_argument("file", nargs="?", metavar="FILE.json", help='{"branding": {...}} as PATCH takes it; - reads stdin')
+    p.add_argument("--logo", metavar="PATH", help="a PNG, JPEG or BMP image, at most 100 KB (215x215 px looks best)")
+    p.set_defaults(run=cmd_branding)
     return parser
 
 
@@ -621,6 +796,8 @@ def _hint(exc: ServiceError) -> str:
     if isinstance(exc, NotOwned):
         return "Add the service's identity as an app owner: docs/deploy.md#adopting-an-app-registration-made-by-hand"
     if isinstance(exc, DependencyError):
+        if exc.dependency == "entra-id" and "from this sign-in" in exc.message:  # publisher: your own az login
+            return "Sign in as yourself with az login (with MFA), then run the command again."
         if exc.dependency == "entra-id":
             return (
                 "The CLI signs in as the service: locally AZURE_CLIENT_ID/AZURE_CLIENT_SECRET, in Azure the "

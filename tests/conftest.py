@@ -9,11 +9,18 @@ from collections.abc import Iterator
 import pytest
 
 from bootstrap import Services, use_services
+from core.telemetry import install_log_context
 from devenv.azurite import Azurite, start_azurite
 from devenv.wiring import RecordingNotifier, local_env, local_services
 from emulators import Emulators
 
 pytest_plugins = ["emulators.testing"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # As in Azure (function_app.py) and the CLI: every record names its tenant. Installed once, for
+    # every test, so no test's result depends on which ran first.
+    install_log_context()
 
 
 @pytest.fixture(scope="session")

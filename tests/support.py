@@ -20,6 +20,7 @@ __all__ = [
     "NYLAS_V3_KEY",
     "Delivery",
     "drain_queue",
+    "provision_and_settle",
     "queue_client",
     "register_nylas",
     "tenant_body",
@@ -80,14 +81,27 @@ PROVISION_URL = "https://func.example/api/tenants"
 
 def provision(emulators: Emulators, tenant: str = "acme", target: str = "v3-connector", **extra: Any) -> dict[str, Any]:
     """Provision a tenant through the real HTTP handler (as tests/test_provision_http.py does)."""
-    from blueprints.http_api import provision_tenant
 
     body = tenant_body(tenant, target, **extra)
     register_nylas(emulators, body)
+    return provision_and_settle(body)
+
+
+def provision_and_settle(body: dict[str, Any]) -> dict[str, Any]:
+    """POST /api/tenants (202: the tenant exists), run the queue until the follow-up is done, and
+    return the 202 answer updated with GET /api/tenants/{tenant} (the settled state)."""
+    from blueprints.http_api import get_tenant_http, provision_tenant
+    from bootstrap import services
+
     response = provision_tenant(http_request("POST", PROVISION_URL, body))
-    assert response.status_code == 201, response.get_body()
-    out: dict[str, Any] = response_json(response)
-    return out
+    assert response.status_code == 202, response.get_body()
+    accepted: dict[str, Any] = response_json(response)
+    drain_queue(services())
+    tenant = accepted["tenant"]
+    got = get_tenant_http(http_request("GET", f"{PROVISION_URL}/{tenant}", route_params={"tenant": tenant}))
+    assert got.status_code == 200, got.get_body()
+    settled: dict[str, Any] = response_json(got)
+    return {**accepted, **settled}
 
 
 def peek_requests(svc: Services) -> list[dict[str, Any]]:

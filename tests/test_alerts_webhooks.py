@@ -121,8 +121,8 @@ def log_text(caplog) -> str:
 @pytest.mark.parametrize("kind", ["generic", "teams", "slack"])
 def test_factory_chooses_the_webhook_kind_from_settings(webhook_service, receiver, kind):
     svc = webhook_service(receiver.url, kind)
-    assert isinstance(svc.deps.notifier, WebhookNotifier)
-    assert svc.deps.notifier.kind == kind
+    assert isinstance(svc.deps.notifier.inner, WebhookNotifier)
+    assert svc.deps.notifier.inner.kind == kind
 
 
 def test_generic_payload_is_flat_json_naming_tenant_what_happened_and_what_next(

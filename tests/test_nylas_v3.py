@@ -22,7 +22,7 @@ from devenv.scenario import (
     tenant_body,
     users_who_cannot_refresh,
 )
-from tests.support import http_request, response_json
+from tests.support import http_request, provision_and_settle, response_json
 
 URL = "https://func.example/api/tenants"
 GRAPH = "00000003-0000-0000-c000-000000000000"
@@ -58,10 +58,8 @@ def test_v3_credential_tenant_gets_the_v3_app_and_its_user_keeps_refreshing_thro
     body = tenant_body("acme", "v3-credential", region=region)
     register_nylas(emulators, body)
 
-    response = post(body)
+    out = provision_and_settle(body)
 
-    assert response.status_code == 201, response.get_body()
-    out = response_json(response)
     app = emulators.world.graph.apps[out["appObjectId"]].data
     assert app["web"]["redirectUris"] == [V3_CALLBACK[region]]
     assert app["signInAudience"] == "AzureADandPersonalMicrosoftAccount"

@@ -12,8 +12,10 @@ from blueprints.http_api import provision_tenant
 from provisioning.manifest import load_manifest
 from tests.support import (
     calls_by_dependency,
+    drain_queue,
     http_request,
     our_credentials,
+    provision_and_settle,
     record_of,
     register_nylas,
     response_json,
@@ -79,10 +81,8 @@ def test_adopting_an_owned_app_reshapes_it_and_adds_one_credential_leaving_forei
     body = tenant_body("acme", target, existingAppId=app.app_id.upper(), audience="multi-org")
     register_nylas(emulators, body)
 
-    response = post(body)
+    out = provision_and_settle(body)
 
-    assert response.status_code == 201, response.get_body()
-    out = response_json(response)
     assert (out["appObjectId"], out["clientId"]) == (app.object_id, app.app_id)
     assert len(emulators.world.graph.apps) == 2  # the service identity and the adopted app: nothing new
     adopted = emulators.world.graph.apps[app.object_id]
@@ -111,12 +111,13 @@ def test_adopted_tenant_posted_again_answers_200_and_adds_no_credential(svc, emu
     body = tenant_body("acme", "v3-connector", existingAppId=app.app_id, audience="multi-org")
     register_nylas(emulators, body)
     first = post(body)
+    drain_queue(svc)
     credentials = foreign_credentials(emulators, app.object_id)
     emulators.world.reset_calls()
 
     second = post(body)
 
-    assert (first.status_code, second.status_code) == (201, 200), second.get_body()
+    assert (first.status_code, second.status_code) == (202, 200), second.get_body()
     assert response_json(second)["keyId"] == response_json(first)["keyId"]
     assert foreign_credentials(emulators, app.object_id) == credentials
     assert sum(calls_by_dependency(emulators).values()) <= 2
@@ -160,7 +161,7 @@ def test_adopting_an_app_id_that_does_not_exist_answers_400_on_existing_app_id(s
 def test_adopting_an_app_another_tenant_manages_answers_409_and_leaves_its_credential(svc, emulators):
     first = tenant_body("one", "v3-connector")
     register_nylas(emulators, first)
-    one = response_json(post(first))
+    one = provision_and_settle(first)
     second = tenant_body("two", "v3-connector", existingAppId=one["clientId"])
     register_nylas(emulators, second)
     emulators.world.reset_calls()
@@ -179,7 +180,7 @@ def test_posting_a_provisioned_tenant_with_another_existing_app_id_answers_409(s
     app, _ = hand_made_app(emulators)
     body = tenant_body("acme", "v3-connector")
     register_nylas(emulators, body)
-    assert post(body).status_code == 201
+    assert post(body).status_code == 202
     emulators.world.reset_calls()
 
     response = post({**body, "existingAppId": app.app_id})
@@ -196,7 +197,7 @@ def test_posting_a_provisioned_tenant_with_another_existing_app_id_answers_409(s
 def test_credential_secret_naming_a_tenant_client_secret_is_refused_before_any_write(svc, emulators):
     first = tenant_body("one", "v3-connector")
     register_nylas(emulators, first)
-    assert post(first).status_code == 201
+    assert post(first).status_code == 202
     body = tenant_body("two", "v3-connector")
     del body["nylas"]["credential"]
     body["nylas"]["credentialSecret"] = "nylas-entra-one"  # tenant one's Entra client secret
@@ -221,7 +222,7 @@ def test_credential_secret_naming_a_tenant_client_secret_is_refused_before_any_w
 def test_credential_secret_must_be_marked_as_this_tenants_nylas_key(svc, emulators, tags, why):
     first = tenant_body("one", "v3-connector")
     register_nylas(emulators, first)
-    assert post(first).status_code == 201
+    assert post(first).status_code == 202
     if why != "tenant one's key":
         svc.deps.vault.set("some-key", "nyk_someone_elses_key_0001", tags=tags, expires_on=None, content_type="")
     body = tenant_body("two", "v3-connector")
@@ -245,4 +246,4 @@ def test_credential_secret_marked_for_the_tenant_is_used(svc, emulators):
     )
     body["nylas"]["credentialSecret"] = "two-nylas-key"
 
-    assert post(body).status_code == 201
+    assert provision_and_settle(body)["rotationState"] == "current"

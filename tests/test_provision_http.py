@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from blueprints.http_api import provision_tenant
-from tests.support import http_request, our_credentials, register_nylas, response_json, tenant_body
+from tests.support import (
+    http_request,
+    our_credentials,
+    provision_and_settle,
+    register_nylas,
+    tenant_body,
+)
 
 URL = "https://func.example/api/tenants"
 
@@ -19,10 +25,8 @@ def test_provision_creates_app_stores_secret_and_configures_nylas(svc, emulators
     body = tenant_body("acme", target)
     register_nylas(emulators, body)
 
-    response = post(body)
+    out = provision_and_settle(body)
 
-    assert response.status_code == 201, response.get_body()
-    out = response_json(response)
     app = emulators.world.graph.apps[out["appObjectId"]]
     assert app.app_id == out["clientId"]
     assert len(our_credentials(emulators, out["appObjectId"])) == 1
@@ -64,7 +68,7 @@ def test_provision_registers_the_v2_app_as_the_nylas_v2_page_asks(svc, emulators
     body = tenant_body("shape", "v2-integration", auth=auth, audience=audience)
     register_nylas(emulators, body)
 
-    out = response_json(post(body))
+    out = provision_and_settle(body)
 
     app = emulators.world.graph.apps[out["appObjectId"]].data
     assert app["displayName"] == body["displayName"]

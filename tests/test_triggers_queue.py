@@ -39,7 +39,7 @@ def test_a_request_for_a_tenant_that_is_not_due_changes_nothing(svc, emulators, 
     rotate_from_queue(message("early", reason="due"))
 
     assert emulators.world.calls["graph.add_password"] == 0
-    assert any(r.name == "queue" and r.getMessage() == "rotation not-due" for r in caplog.records)
+    assert any(r.name == "queue" and r.getMessage() == "[early] rotation not-due" for r in caplog.records)
 
 
 def test_busy_tenant_is_not_a_failure_and_sends_no_alert(svc, emulators, alerts, caplog):
@@ -52,7 +52,7 @@ def test_busy_tenant_is_not_a_failure_and_sends_no_alert(svc, emulators, alerts,
 
     assert emulators.world.calls["graph.add_password"] == 0
     assert alerts.alerts == []
-    assert any(r.name == "queue" and r.getMessage() == "rotation busy" for r in caplog.records)
+    assert any(r.name == "queue" and r.getMessage() == "[held] rotation busy" for r in caplog.records)
     assert not any(r.levelno >= logging.ERROR for r in caplog.records)
 
 
