@@ -34,7 +34,7 @@ from devenv.scenario import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNS = int(os.environ.get("CRASH_RUNS", "30"))  # each: one killed run, then one normal run
+RUNS = int(os.environ.get("CRASH_RUNS", "20"))  # each: one killed run, then one normal run
 KILLED = -signal.SIGKILL
 
 
@@ -117,7 +117,7 @@ def settle_by_cli(svc, emulators, env_file: Path, tenant: Tenant) -> list[tuple[
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # 30 pairs of CLI processes (CRASH_RUNS); well past the default on a loaded 2-core machine
+@pytest.mark.timeout(900)  # 20 pairs of CLI processes (CRASH_RUNS); well past the default on a loaded 2-core machine
 def test_cli_rotation_killed_at_random_outside_calls_settles_on_the_next_run(svc, emulators, env_file):
     tenants, routes = {}, {}
     for target in TARGETS:
@@ -153,7 +153,7 @@ def test_cli_rotation_killed_at_random_outside_calls_settles_on_the_next_run(svc
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # 30 pairs of CLI processes (CRASH_RUNS); well past the default on a loaded 2-core machine
+@pytest.mark.timeout(900)  # 20 pairs of CLI processes (CRASH_RUNS); well past the default on a loaded 2-core machine
 def test_cli_provisioning_killed_at_random_outside_calls_converges_on_the_next_run(svc, emulators, env_file, tmp_path):
     targets = TARGETS
     routes = {}
