@@ -11,6 +11,7 @@ the text as sent; a required query parameter must be there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -28,10 +29,21 @@ from referencing.jsonschema import DRAFT202012
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
 BASE_URL = "https://func.example"
-MAX_BODY_BYTES = 65536  # the document's 413 answer
 
 # Emulator route ids that change something (docs/emulators.md, "Route ids").
-WRITE_MARKERS = ("set_", "update_", "add_", "remove_", "patch", "upsert", "create_", "delete_", "purge", "recover")
+WRITE_MARKERS = (
+    "set_",
+    "update_",
+    "add_",
+    "remove_",
+    "patch",
+    "upsert",
+    "create_",
+    "delete_",
+    "purge",
+    "recover",
+    "put_",  # graph.put_logo
+)
 
 
 # --- the document ------------------------------------------------------------------------------
@@ -55,6 +67,18 @@ def operations() -> list[tuple[str, str, dict[str, Any]]]:
 
 def operation(operation_id: str) -> tuple[str, str, dict[str, Any]]:
     return next(o for o in operations() if o[2]["operationId"] == operation_id)
+
+
+@cache
+def max_body_bytes(operation_id: str) -> int | None:
+    """The largest body an operation reads, as its 413 answer states it ("larger than N bytes"); None
+    for an operation that reads no body."""
+    answers = operation(operation_id)[2]["responses"]
+    if "413" not in answers:
+        return None
+    found = re.search(r"larger than ([0-9]+) bytes", resolve(answers["413"])["description"])
+    assert found, f"{operation_id}: the 413 answer does not state the body limit"
+    return int(found.group(1))
 
 
 def resolve(node: dict[str, Any]) -> dict[str, Any]:
@@ -186,7 +210,10 @@ class Call:
 
     def body(self) -> Any:
         """The body's JSON value, or NOT_JSON when the body is not readable JSON as documented."""
-        if self.content_type is None or not json_media_type(self.content_type) or len(self.raw) > MAX_BODY_BYTES:
+        if self.content_type is None or not json_media_type(self.content_type):
+            return NOT_JSON
+        limit = max_body_bytes(self.operation_id)
+        if limit is not None and len(self.raw) > limit:
             return NOT_JSON
         return strict_json(self.raw)
 
@@ -223,7 +250,8 @@ class Call:
             return []
         body = self.body()
         if body is NOT_JSON:
-            return ["body: not application/json (UTF-8, at most 64 KiB, strict JSON)"]
+            limit = max_body_bytes(self.operation_id)
+            return [f"body: not application/json (UTF-8, at most {limit} bytes, strict JSON)"]
         media = operation(self.operation_id)[2]["requestBody"]["content"]["application/json"]
         name = media["schema"]["$ref"].rsplit("/", 1)[1]
         return [f"body: {e}" for e in schema_errors(name, body)]
@@ -305,6 +333,25 @@ def writes(calls: dict[str, int]) -> dict[str, int]:
 
 def outside(calls: dict[str, int]) -> dict[str, int]:
     return {r: n for r, n in calls.items() if n and not r.startswith("control.")}
+
+
+def forget_queued_work(services: Any) -> None:
+    """Empty the rotation queue and forget the Graph pace (the slots handed out), as a world reset
+    forgets the emulated clouds: work queued for a tenant of the world before is no one's now, and
+    the pace would hold a new tenant's first run for slots reserved by tenants that are gone."""
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.storage.blob import BlobServiceClient
+
+    from clients.storage import BlobGraphPace
+    from devenv.queue import queue_client
+
+    settings = services.settings
+    for name in (settings.rotation_queue, f"{settings.rotation_queue}-poison"):
+        with contextlib.suppress(ResourceNotFoundError):
+            queue_client(services, name).clear_messages()
+    blobs = BlobServiceClient.from_connection_string(settings.storage.connection_string)
+    with contextlib.suppress(ResourceNotFoundError):
+        blobs.get_container_client(settings.lease_container).delete_blob(BlobGraphPace.BLOB)
 
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]

@@ -14,20 +14,29 @@ to its handler in blueprints/http_api.py as a real ``func.HttpRequest`` (``route
 - neither the answer nor the log quotes a secret: the Nylas credential sent, or any secret the
   emulated world holds.
 
-Valid provisioning requests provision for real (Nylas apps registered first) and must answer 201,
-then 200 with no write when sent again. ``DELETE /api/tenants/{tenant}`` gets bad tenants, a missing
-or wrong ``confirm`` and bad ``deleteApp`` values, all refused with no outside call, and valid
-retirements of real tenants. The count of requests is printed at the end of the module; ``BUDGET``
-adds up to at least 1,000 and each test checks it ran its share.
+Valid provisioning requests provision for real (Nylas apps registered first) and must answer 202
+(``pending``, ``Location`` and ``status`` the tenant's status), then the same 202 with no write when
+sent again before the queue has run; once the queue has run the tenant is settled, and the same
+request answers 200 with no write. ``PATCH /api/tenants/{tenant}`` gets schemathesis' bodies, real
+logos and links, raw bytes and bad paths: a valid update answers 200 saying exactly what it wrote
+(``changed``, from the app's state before it), and the same body again writes nothing.
+``DELETE /api/tenants/{tenant}`` gets bad tenants, a missing or wrong ``confirm`` and bad
+``deleteApp`` values, all refused with no outside call, and valid retirements of real tenants. The
+count of requests is printed at the end of the module; ``BUDGET`` adds up to at least 1,000 and each
+test checks it ran its share.
 
 Rules the document states in words rather than in a schema are the oracle's too, spelled out where
 they are used: ``rotateBeforeDays`` shorter than ``secretLifetimeDays``, ``replaces`` not the tenant,
 ``scopes`` naming each scope once in any spelling, a v3 target's hosted ``auth.region`` being the
-Nylas application's region, and ``confirm`` repeating the tenant.
+Nylas application's region, a logo decoding to at most 100 KB of its ``contentType``'s bytes, and
+``confirm`` repeating the tenant.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import re
 from collections import Counter
@@ -48,18 +57,23 @@ from blueprints.http_api import (
     provision_tenant,
     retire_tenant,
     rotate_tenant,
+    update_tenant,
 )
+from bootstrap import use_services
 from core.record import SLUG, NylasTarget, secret_name
+from devenv.wiring import local_services
+from provisioning.branding import LOGO_TAG_PREFIX
 from provisioning.graph_scopes import GRAPH_SCOPE_PREFIX
 from tests.fuzz_support import (
     DOC_PATH,
-    MAX_BODY_BYTES,
     NOT_JSON,
     Call,
     Handler,
     call_from_case,
     document,
+    forget_queued_work,
     json_media_type,
+    max_body_bytes,
     operation,
     operations,
     outside,
@@ -68,7 +82,7 @@ from tests.fuzz_support import (
     strings_in,
     writes,
 )
-from tests.support import provision, register_nylas, tenant_body
+from tests.support import drain_queue, provision, register_nylas, tenant_body
 
 HANDLERS: dict[str, Handler] = {
     "provision_tenant": provision_tenant,
@@ -77,12 +91,24 @@ HANDLERS: dict[str, Handler] = {
     "rotate_tenant": rotate_tenant,
     "confirm_rotation": confirm_rotation,
     "retire_tenant": retire_tenant,
+    "update_tenant": update_tenant,
 }
 TENANT_OPS = ("get_tenant", "rotate_tenant", "confirm_rotation")
 RETIRE = "retire_tenant"
+UPDATE = "update_tenant"
 
-# Examples per test. Valid provisioning is the slow share (a real provision, ~0.1 s); the rest is
-# mostly invalid input, refused before any outside call.
+
+def body_limit(operation_id: str) -> int:
+    """The body limit the operation's 413 answer states."""
+    limit = max_body_bytes(operation_id)
+    assert limit is not None, operation_id
+    return limit
+
+
+MAX_BODY_BYTES = body_limit("provision_tenant")
+
+# Examples per test. Valid provisioning is the slow share (a real provision, ~0.1 s, and the queued
+# run that finishes it); the rest is mostly invalid input, refused before any outside call.
 BUDGET = {
     "provision_valid": 80,
     "provision_invalid": 350,
@@ -90,6 +116,7 @@ BUDGET = {
     "tenant_operations": 350,
     "list_tenants": 60,
     "retire": 300,
+    "update_tenant": 300,
 }
 RAN: Counter[str] = Counter()
 STATUSES: dict[str, Counter[int]] = {}  # per test: how often each status came back
@@ -150,6 +177,7 @@ OUR_TEXT = "\n".join(
         "docs/openapi.yaml",
         "provisioning/request.py",
         "provisioning/retire.py",
+        "provisioning/branding.py",
         "blueprints/http_api.py",
         "blueprints/http_errors.py",
     )
@@ -326,10 +354,102 @@ def owned_app(emulators: Any) -> str:
     return str(app.app_id)
 
 
+# --- branding: what the Logo.base64 description states, and what an app looks like --------------------
+
+# The first bytes of each logo type, and the most a logo may decode to (`Logo.base64`'s description).
+LOGO_SIGNATURES = {
+    "image/png": bytes.fromhex("89504E470D0A1A0A"),
+    "image/jpeg": bytes.fromhex("FFD8FF"),
+    "image/bmp": bytes.fromhex("424D"),
+}
+MAX_LOGO_BYTES = 100 * 1024
+INFO_URLS = ("marketingUrl", "privacyStatementUrl", "supportUrl", "termsOfServiceUrl")
+
+
+def logo_bytes(logo: dict[str, str]) -> bytes:
+    return base64.b64decode(logo["base64"], validate=True)
+
+
+def logo_rule_broken(branding: dict[str, Any]) -> bool:
+    """Whether a branding object the schema accepts has a logo the description refuses: over 100 KB
+    once decoded, or not starting with its content type's bytes."""
+    logo = branding.get("logo")
+    if logo is None:
+        return False
+    try:
+        data = logo_bytes(logo)
+    except (binascii.Error, ValueError):
+        return True  # cannot happen to a body the schema accepts; refused either way
+    return len(data) > MAX_LOGO_BYTES or not data.startswith(LOGO_SIGNATURES[logo["contentType"]])
+
+
+@st.composite
+def real_logo(draw: st.DrawFn) -> dict[str, str]:
+    """A logo the service takes: a type's first bytes, then anything, now and then exactly 100 KB."""
+    content_type = draw(st.sampled_from(sorted(LOGO_SIGNATURES)))
+    signature = LOGO_SIGNATURES[content_type]
+    rest = draw(st.binary(max_size=200)) if draw(st.integers(0, 9)) else bytes(MAX_LOGO_BYTES - len(signature))
+    return {"contentType": content_type, "base64": base64.b64encode(signature + rest).decode()}
+
+
+real_logos = real_logo()
+
+
+def app_branding(emulators: Any, object_id: str) -> tuple[dict[str, str], str, str]:
+    """An app's links as the emulated Graph holds them ("" when not set), its logo URL, and the
+    SHA-256 of the logo this service last uploaded (its tag; "" when none)."""
+    data = emulators.world.graph.apps[object_id].data
+    info = data.get("info") or {}
+    tag = next((t[len(LOGO_TAG_PREFIX) :] for t in data.get("tags") or [] if t.startswith(LOGO_TAG_PREFIX)), "")
+    return {k: info.get(k) or "" for k in INFO_URLS}, info.get("logoUrl") or "", tag
+
+
+def expected_changes(emulators: Any, object_id: str, branding: dict[str, Any]) -> list[str]:
+    """What a branding request must write to the app as it is now (the PATCH description): the logo
+    when it is not the one last uploaded or the app has none, the links when one differs."""
+    links, logo_url, uploaded = app_branding(emulators, object_id)
+    changed = []
+    if "logo" in branding and (hashlib.sha256(logo_bytes(branding["logo"])).hexdigest() != uploaded or not logo_url):
+        changed.append("logo")
+    if any(branding[k] != links[k] for k in INFO_URLS if k in branding):
+        changed.append("info")
+    return changed
+
+
+def assert_branded(emulators: Any, object_id: str, branding: dict[str, Any]) -> None:
+    """The app shows every link the request named, and its logo."""
+    links, logo_url, uploaded = app_branding(emulators, object_id)
+    assert {k: links[k] for k in INFO_URLS if k in branding} == {k: branding[k] for k in INFO_URLS if k in branding}
+    if "logo" in branding:
+        data = logo_bytes(branding["logo"])
+        held = emulators.world.publisher.logos[object_id]
+        assert (held.content_type, held.data) == (branding["logo"]["contentType"], data)
+        assert logo_url and uploaded == hashlib.sha256(data).hexdigest()
+
+
 # --- POST /api/tenants: bodies the schema accepts ---------------------------------------------------
 
 
-def test_valid_provisioning_requests_provision_then_answer_200_without_writing(api, svc, emulators, caplog):
+@pytest.fixture
+def unpaced(emulators: Any, env: dict[str, str], alerts: Any) -> Iterator[Any]:
+    """The service as ``svc`` wires it, with Graph's pace for personal-account apps out of the way
+    (tests/test_pacing.py pins it). A provisioning's queued run of such an app takes a pace slot, and
+    ``drain`` waits for a slot in real time: a second follow-up (the same POST sent twice) would wait
+    about 2 s, and so would the first run after a world reset, which rewinds the clock the slots
+    were reserved on."""
+    services = local_services(emulators, {**env, "GRAPH_WRITES_PER_MINUTE": "100000"}, alerts)
+    use_services(services)
+    try:
+        yield services
+    finally:
+        use_services(None)
+        services.graph.close()
+
+
+def test_valid_provisioning_requests_answer_202_then_200_once_settled_without_writing_again(
+    api, unpaced, emulators, caplog
+):
+    svc = unpaced
     harness = Harness(emulators, caplog, "provision_valid")
     outcomes: Counter[str] = Counter()
 
@@ -338,9 +458,12 @@ def test_valid_provisioning_requests_provision_then_answer_200_without_writing(a
         call=strategy(api, "provision_tenant", GenerationMode.POSITIVE),
         adopt=st.sampled_from(["as-generated", "none", "owned", "owned-upper"]),
         predecessor=st.sampled_from(["as-generated", "none", "provisioned", "provisioned"]),
+        brand=st.sampled_from(["as-generated", "none", "none", "real-logo"]),
+        logo=real_logos,
     )
-    def run(call: Call, adopt: str, predecessor: str) -> None:
+    def run(call: Call, adopt: str, predecessor: str, brand: str, logo: dict[str, str]) -> None:
         emulators.world.reset()
+        forget_queued_work(svc)
         body = call.body()
         if body is NOT_JSON or call.problems():
             # Schemathesis may write text the document cannot mean (lone surrogates): still a 4xx.
@@ -352,6 +475,10 @@ def test_valid_provisioning_requests_provision_then_answer_200_without_writing(a
         elif adopt.startswith("owned"):
             app_id = owned_app(emulators)
             body["existingAppId"] = app_id.upper() if adopt == "owned-upper" else app_id
+        if brand == "none":
+            body.pop("branding", None)
+        elif brand == "real-logo":
+            body["branding"] = {**body.get("branding", {}), "logo": logo}
         replaces = body.get("replaces", "")
         if predecessor == "none":
             body.pop("replaces", None)
@@ -360,7 +487,7 @@ def test_valid_provisioning_requests_provision_then_answer_200_without_writing(a
             provision(emulators, replaces, "v2-integration")  # the v2 tenant it replaces
         call.raw = json.dumps(body).encode()
         prepare(svc, emulators, body)
-        event(f"provision_valid target {target_of(body)}")
+        event(f"provision_valid target {target_of(body)}{' branded' if 'branding' in body else ''}")
 
         status, answer, _ = harness.send(call)
 
@@ -368,7 +495,9 @@ def test_valid_provisioning_requests_provision_then_answer_200_without_writing(a
         repeated = scope_repeated(body.get("scopes", []))
         # The rules the descriptions state, in the parser's order; then what the world says.
         auth = body["auth"]
-        if target_of(body).generation == 3 and auth["mode"] == "hosted" and auth["region"] != body["nylas"]["region"]:
+        if len(call.raw) > MAX_BODY_BYTES:
+            expected = (413, "body")  # a logo over about 48 KB fits PATCH's body limit, not this one's
+        elif target_of(body).generation == 3 and auth["mode"] == "hosted" and auth["region"] != body["nylas"]["region"]:
             expected = (400, "auth.region")  # v3 hosted auth returns to the Nylas application's region
         elif repeated is not None:
             expected = (400, f"scopes[{repeated}]")
@@ -376,6 +505,8 @@ def test_valid_provisioning_requests_provision_then_answer_200_without_writing(a
             expected = (400, "replaces")
         elif body.get("rotateBeforeDays", 0) >= body.get("secretLifetimeDays", 730):
             expected = (400, "rotateBeforeDays")
+        elif logo_rule_broken(body.get("branding", {})):
+            expected = (400, "branding.logo.base64")  # not its type's first bytes, or over 100 KB decoded
         elif body["nylas"].get("credentialSecret", "").lower() == own_secret:
             expected = (400, "tenant")  # the credential secret stored above took the tenant's own name
         elif adopt == "as-generated" and "existingAppId" in body:
@@ -383,34 +514,52 @@ def test_valid_provisioning_requests_provision_then_answer_200_without_writing(a
         elif replaces and predecessor == "as-generated":
             expected = (400, "replaces")  # a made-up tenant: nothing to replace
         else:
-            expected = (201, "")
+            expected = (202, "")
         outcomes[f"{status}"] += 1
-        outcomes[f"{status} {expected[1] or 'created'} {target_of(body)}{' replacing' if replaces else ''}"] += 1
+        outcomes[f"{status} {expected[1] or 'accepted'} {target_of(body)}{' replacing' if replaces else ''}"] += 1
         assert (status, answer["error"]["field"] if status >= 400 else "") == expected, call.describe()
-        if status != 201:
+        if status != 202:
             return
         target = target_of(body)
         generation = target.generation
-        assert answer["tenant"] == body["tenant"]
+        path = f"/api/tenants/{body['tenant']}"
+        assert (answer["tenant"], answer["status"], answer["rotationState"]) == (body["tenant"], path, "pending")
         nylas = {k: body["nylas"][k] for k in ("region", "appId")} | {"target": target.value}
         assert {k: answer["nylas"][k] for k in ("target", "region", "appId")} == nylas
-        assert ("credentialId" in answer["nylas"]) == ("hostedAuthUrl" in answer) == (target.value == "v3-credential")
+        assert "credentialId" not in answer["nylas"] and "hostedAuthUrl" not in answer  # made by the queued run
         assert answer["audience"] == body.get("audience", rq.DEFAULT_AUDIENCES[generation])
-        auth = body["auth"]
         hosted = rq.HOSTED_REDIRECTS[generation].get(auth.get("region", ""))
         assert answer["redirectUri"] == (hosted if auth["mode"] == "hosted" else auth["redirectUri"])
         assert answer.get("replaces", "") == replaces
-        manual = target.value == "manual"
-        assert answer["rotationState"] == ("awaiting-confirmation" if manual else "current")
+        if "branding" in body:
+            assert_branded(emulators, answer["appObjectId"], body["branding"])
 
-        again, repeated, calls = harness.send(call)
-        assert again == 200, call.describe()
-        assert repeated["keyId"] == answer["keyId"]
+        # Sent again before the queue has run: the same 202, and nothing written.
+        again, repeated_answer, calls = harness.send(call)
+        assert (again, repeated_answer["keyId"]) == (202, answer["keyId"]), call.describe()
         assert not writes(calls), f"sending the same request again wrote {writes(calls)}"
+
+        drain_queue(svc)  # the queued run proves the secret, pushes it to Nylas and finishes
+        path_of_status = operation("get_tenant")[0]
+        got, settled, _ = harness.send(Call("get_tenant", "GET", path_of_status, {"tenant": body["tenant"]}))
+        assert got == 200, call.describe()
+        manual = target.value == "manual"
+        assert settled["rotationState"] == ("awaiting-confirmation" if manual else "current"), call.describe()
+        # A one-day secret is due at once (the rotate-before window yields to half the lifetime, at least a
+        # day): the second follow-up queued above may rotate it as soon as it is settled.
+        if body.get("secretLifetimeDays") != 1:
+            assert settled["keyId"] == answer["keyId"], call.describe()
+        assert ("credentialId" in settled["nylas"]) == ("hostedAuthUrl" in settled) == (target.value == "v3-credential")
+
+        # Settled: the same request answers 200 with the tenant, and writes nothing.
+        again, repeated_answer, calls = harness.send(call)
+        assert (again, repeated_answer["keyId"]) == (200, settled["keyId"]), call.describe()
+        assert "status" not in repeated_answer
+        assert not writes(calls), f"sending the same request to a settled tenant wrote {writes(calls)}"
 
     run()
     assert RAN["provision_valid"] >= BUDGET["provision_valid"]
-    assert outcomes["201"] >= BUDGET["provision_valid"] // 4, outcomes
+    assert outcomes["202"] >= BUDGET["provision_valid"] // 4, outcomes
 
 
 # --- POST /api/tenants: bodies that break the schema ------------------------------------------------
@@ -744,12 +893,14 @@ def confirmation_refused(call: Call) -> bool:
 
 
 def test_retire_refuses_bad_paths_and_queries_without_an_outside_call_and_retires_real_tenants(
-    api, svc, emulators, caplog
+    api, unpaced, emulators, caplog
 ):
+    svc = unpaced
     apps: dict[str, str] = {}  # tenant -> its app's object id
 
     def live_tenants() -> None:
         emulators.world.reset()
+        forget_queued_work(svc)
         apps["acme"] = provision(emulators, "acme", "v3-credential")["appObjectId"]
         apps["initech"] = provision(emulators, "initech", "manual")["appObjectId"]
         emulators.world.reset_calls()
@@ -814,6 +965,118 @@ def test_retire_refuses_bad_paths_and_queries_without_an_outside_call_and_retire
     assert {200, 400, 404} <= set(harness.statuses), harness.statuses
 
 
+# --- PATCH /api/tenants/{tenant}: branding ----------------------------------------------------------
+
+LINKS = st.sampled_from(
+    [
+        "https://acme.example/privacy",
+        "https://acme.example/terms",
+        "https://www.acme.example:8443/legal/terms?lang=en#top",
+        "https://initech.example",
+    ]
+) | st.from_regex(rq.INFO_URL_PATTERN.replace("$", r"\Z"), fullmatch=True).filter(lambda u: len(u) <= 2048)
+valid_brandings = st.fixed_dictionaries({}, optional={**{k: LINKS for k in INFO_URLS}, "logo": real_logos}).filter(bool)
+
+
+def update_call(tenant: str, raw: bytes, content_type: str | None, origin: str) -> Call:
+    path, method, _ = operation(UPDATE)
+    return Call(UPDATE, method, path, {"tenant": tenant}, raw, content_type, origin=origin)
+
+
+@st.composite
+def known_updates(draw: st.DrawFn) -> Call:
+    """A valid branding update of a live tenant (or of one that does not exist), as a client sends it."""
+    tenant = draw(st.sampled_from([*LIVE, *LIVE, "nobody"]))
+    body = {"branding": draw(valid_brandings)}
+    content_type = draw(st.sampled_from(CONTENT_TYPES[:3]))
+    return update_call(tenant, json.dumps(body).encode(), content_type, "known")
+
+
+@st.composite
+def hand_updates(draw: st.DrawFn) -> Call:
+    """Broken paths, junk bodies and content types, and valid bodies stretched to around the body limit."""
+    tenant = draw(mostly_invalid_tenants if draw(st.integers(0, 9)) < 4 else valid_tenants | st.sampled_from(LIVE))
+    how = draw(st.integers(0, 9))
+    if how < 4:
+        return update_call(tenant, draw(junk_bodies), draw(st.sampled_from(CONTENT_TYPES) | st.none()), "hand-junk")
+    raw = json.dumps({"branding": draw(valid_brandings)}).encode()
+    if how < 6:  # past the limit of POST /api/tenants, up to a few bytes past its own
+        limit = body_limit(UPDATE)
+        size = draw(st.sampled_from([MAX_BODY_BYTES + 1, limit, limit + 1]) | st.integers(limit - 4, limit + 4))
+        raw = raw[:-1] + b" " * max(0, size - len(raw)) + b"}"
+        return update_call(tenant, raw, "application/json", f"hand-size-{len(raw)}")
+    if how < 8:  # a valid body under any content type
+        return update_call(tenant, raw, draw(st.sampled_from(CONTENT_TYPES) | st.text(max_size=20)), "hand-type")
+    # A field the body must not have, or a branding object emptied.
+    body: dict[str, Any] = {"branding": {}} if how == 8 else {"branding": {"supportUrl": "https://a.b"}, "logo": {}}
+    return update_call(tenant, json.dumps(body).encode(), "application/json", "hand-shape")
+
+
+def test_branding_updates_answer_as_documented_and_the_same_update_again_writes_nothing(api, svc, emulators, caplog):
+    apps = {
+        "acme": provision(emulators, "acme", "v3-credential", audience="multi-org")["appObjectId"],
+        "initech": provision(emulators, "initech", "manual")["appObjectId"],
+    }
+    harness = Harness(emulators, caplog, "update_tenant")
+    outcomes: Counter[str] = Counter()
+    generated = st.one_of(*(strategy(api, UPDATE, mode) for mode in GenerationMode))
+    limit = body_limit(UPDATE)
+
+    @fuzz_settings("update_tenant")
+    @given(pick=st.integers(0, 9), generated_call=generated, hand=hand_updates(), known_call=known_updates())
+    def run(pick: int, generated_call: Call, hand: Call, known_call: Call) -> None:
+        call = hand if pick < 3 else generated_call if pick < 6 else known_call
+        invalid = call.invalid_fields()
+        tenant = call.route_params.get("tenant", "")
+        body = call.body()
+        branding = body.get("branding", {}) if isinstance(body, dict) else {}
+        live = not invalid and tenant in apps and not logo_rule_broken(branding)
+        expected = expected_changes(emulators, apps[tenant], branding) if live else []
+
+        status, answer, calls = harness.send(call)
+
+        if invalid:  # the path first, then the body: its size, its type, its JSON, its fields
+            outcomes[f"refused-{answer['error']['field']}"] += 1
+            if "tenant" in invalid:
+                assert (status, answer["error"]["field"]) == (400, "tenant"), call.describe()
+            elif len(call.raw) > limit:
+                assert (status, answer["error"]["code"]) == (413, "payload_too_large"), call.describe()
+            elif call.content_type is None or not json_media_type(call.content_type):
+                assert (status, answer["error"]["code"]) == (415, "unsupported_media_type"), call.describe()
+            else:
+                assert status == 400 and answer["error"]["field"] != "tenant", call.describe()
+            return
+        if logo_rule_broken(branding):
+            outcomes["refused-logo"] += 1
+            assert (status, answer["error"]["field"]) == (400, "branding.logo.base64"), call.describe()
+            assert not outside(calls), f"a refused logo called outside {outside(calls)}: {call.describe()}"
+            return
+        if tenant not in apps:
+            outcomes["not-found"] += 1
+            assert (status, answer["error"]["code"], answer["error"]["field"]) == (404, "tenant_not_found", "tenant")
+            assert not writes(calls), call.describe()
+            return
+        outcomes["branded" if expected else "unchanged"] += 1
+        assert status == 200, call.describe()
+        assert (answer["tenant"], answer["appObjectId"], answer["changed"]) == (tenant, apps[tenant], expected)
+        assert bool(writes(calls)) == bool(expected), f"changed {expected} yet wrote {writes(calls)}"
+        assert_branded(emulators, apps[tenant], branding)
+        shown = answer["branding"]
+        assert {k: shown[k] for k in INFO_URLS if k in branding} == {k: branding[k] for k in INFO_URLS if k in branding}
+        assert shown["logoUrl"] == (app_branding(emulators, apps[tenant])[1] or None)
+        # Idempotent: the same body again writes nothing and says so.
+        status, again, calls = harness.send(call)
+        assert (status, again["changed"], again["branding"]) == (200, [], shown), call.describe()
+        assert not writes(calls), f"the same branding again wrote {writes(calls)}"
+
+    run()
+    assert RAN["update_tenant"] >= BUDGET["update_tenant"]
+    assert {"branded", "unchanged", "not-found", "refused-logo", "refused-tenant", "refused-body"} <= set(outcomes), (
+        outcomes
+    )
+    assert {200, 400, 404, 413, 415} <= set(harness.statuses), harness.statuses
+
+
 # --- GET /api/tenants ------------------------------------------------------------------------------
 
 
@@ -839,7 +1102,30 @@ def test_list_answers_the_documented_list_whatever_the_query(api, svc, emulators
 
 def test_every_documented_operation_has_a_handler_and_a_generator():
     assert {op["operationId"] for _, _, op in operations()} == set(HANDLERS)
-    assert set(TENANT_OPS) | {"provision_tenant", "list_tenants", RETIRE} == set(HANDLERS)
+    assert set(TENANT_OPS) | {"provision_tenant", "list_tenants", RETIRE, UPDATE} == set(HANDLERS)
+
+
+def test_the_oracle_reads_each_operations_body_limit_from_its_413_answer():
+    assert max_body_bytes("provision_tenant") == MAX_BODY_BYTES == rq.MAX_BODY_BYTES
+    assert max_body_bytes(UPDATE) == rq.MAX_BRANDING_BODY_BYTES
+    assert max_body_bytes("get_tenant") is None  # reads no body
+    body = json.dumps({"branding": {"supportUrl": "https://a.b"}}).encode()
+    padded = body[:-1] + b" " * (rq.MAX_BODY_BYTES + 10 - len(body)) + b"}"
+    assert update_call("acme", padded, "application/json", "oracle").problems() == []
+    assert update_call("acme", padded + b" " * rq.MAX_BRANDING_BODY_BYTES, "application/json", "oracle").problems()
+
+
+def test_the_oracle_knows_the_logo_rules_the_description_states():
+    png = {"contentType": "image/png", "base64": base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()}
+    assert not logo_rule_broken({"logo": png})
+    assert logo_rule_broken({"logo": png | {"contentType": "image/jpeg"}})
+    big = b"BM" + bytes(MAX_LOGO_BYTES - 1)
+    assert logo_rule_broken({"logo": {"contentType": "image/bmp", "base64": base64.b64encode(big).decode()}})
+    assert not logo_rule_broken({"logo": {"contentType": "image/bmp", "base64": base64.b64encode(big[:-1]).decode()}})
+    described = " ".join(document()["components"]["schemas"]["Logo"]["properties"]["base64"]["description"].split())
+    assert f"at most 100 KB ({MAX_LOGO_BYTES} bytes)" in described
+    for content_type, signature in LOGO_SIGNATURES.items():
+        assert f"{content_type.split('/')[1].upper()} `{signature.hex(' ').upper()}`" in described
 
 
 def test_the_oracle_reads_query_parameters_as_text_and_knows_which_are_required():
@@ -871,7 +1157,7 @@ def test_the_oracle_reads_patterns_as_ecma_262():
 
 
 # Found by this file: SLUG.match let "acme\n" through (Python's `$` matches before a final newline).
-@pytest.mark.parametrize("operation_id", [*TENANT_OPS, RETIRE])
+@pytest.mark.parametrize("operation_id", [*TENANT_OPS, RETIRE, UPDATE])
 @pytest.mark.parametrize("tenant", ["acme\n", "nobody\n"])
 def test_path_tenant_with_a_trailing_newline_is_refused_without_an_outside_call(svc, emulators, operation_id, tenant):
     provision(emulators, "acme", "v3-connector")

@@ -1,15 +1,17 @@
 """docs/openapi.yaml is valid OpenAPI 3.1, its examples fit its schemas, and it says what the code does:
 the routes of blueprints.http_api, the limits of provisioning.request, the answers the handlers give.
 
-The request schema states every rule of ``parse_request`` that JSON Schema can state, the rules that
-depend on the Nylas target's generation and on the audience included (``if``/``then``). The few it
-cannot state (two fields compared, names equal in another spelling) are said in the fields'
-descriptions and listed in ``PARSER_ONLY``: each is checked to be described, and to be the only
-difference between the document and the parser.
+The request schemas state every rule of ``parse_request`` and ``parse_branding_update`` that JSON
+Schema can state, the rules that depend on the Nylas target's generation and on the audience included
+(``if``/``then``). The few it cannot state (two fields compared, names equal in another spelling, what a
+base64 logo decodes to) are said in the fields' descriptions and listed in ``PARSER_ONLY``: each is
+checked to be described, and to be the only difference between the document and the parser.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -28,6 +30,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 import provisioning.request as rq
+from blueprints.caller_auth import ROLES, ROUTE_AUTH_LEVEL, required_role
 from blueprints.http_api import (
     bp,
     confirm_rotation,
@@ -36,9 +39,12 @@ from blueprints.http_api import (
     provision_tenant,
     retire_tenant,
     rotate_tenant,
+    update_tenant,
 )
 from core.errors import BadRequest, ServiceError
+from core.ports import AppProfile, InfoUrls, VerifiedPublisher
 from core.record import SLUG, Audience, NylasTarget, RotationState, TenantRecord, secret_name
+from provisioning.branding import BrandingResult
 from provisioning.graph_scopes import (
     ALWAYS,
     DEFAULT_SCOPES,
@@ -48,9 +54,11 @@ from provisioning.graph_scopes import (
 )
 from provisioning.manifest import ManifestError
 from provisioning.provision import TenantView
+from provisioning.readiness import Readiness, UserConsent
 from provisioning.retire import RetireResult
 from rotation.engine import Result
-from tests.support import http_request, register_nylas, response_json, tenant_body
+from tests.fuzz_support import EcmaValidator, writes
+from tests.support import drain_queue, http_request, register_nylas, response_json, tenant_body
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
 URL = "https://func.example/api/tenants"
@@ -70,8 +78,11 @@ def schema(name: str) -> dict[str, Any]:
 
 @cache
 def validator(name: str) -> Draft202012Validator:
+    """The named schema, its ``pattern``s read as ECMA-262 reads them (a final ``$`` matches only at the
+    very end: "AAAA\\n" is not base64 to the document, as it is not to the parser's ``fullmatch``)."""
     registry: Registry[Any] = Registry().with_resource("urn:openapi", Resource.from_contents(document(), DRAFT202012))
-    return Draft202012Validator({"$ref": f"urn:openapi#/components/schemas/{name}"}, registry=registry)
+    found: Draft202012Validator = EcmaValidator({"$ref": f"urn:openapi#/components/schemas/{name}"}, registry=registry)
+    return found
 
 
 def resolve(node: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +124,15 @@ def parser_accepts(body: Any) -> bool:
     return True
 
 
+def update_parser_accepts(body: Any) -> bool:
+    """Whether ``parse_branding_update`` (the body of PATCH /api/tenants/{tenant}) takes ``body``."""
+    try:
+        rq.parse_branding_update(body)
+    except BadRequest:
+        return False
+    return True
+
+
 # --- the document itself ----------------------------------------------------------------------
 
 
@@ -146,8 +166,11 @@ def test_document_has_examples_for_requests_answers_and_errors():
     names = {name for _, name, _ in media_examples()}
     assert {
         "ProvisionRequest",
+        "TenantAccepted",
         "TenantView",
         "TenantList",
+        "BrandingUpdate",
+        "BrandingResult",
         "RetireResult",
         "RotationQueued",
         "RotationConfirmed",
@@ -164,8 +187,13 @@ def test_every_example_validates_against_its_schema(name, value):
 def test_every_request_example_is_accepted_by_the_parser():
     examples = [v for _, name, v in media_examples() if name == "ProvisionRequest"]
     assert len(examples) >= 3
+    assert any("branding" in example for example in examples)
     for example in examples:
         rq.parse_request(example)
+    updates = [v for _, name, v in media_examples() if name == "BrandingUpdate"]
+    assert len(updates) >= 2
+    for update in updates:
+        rq.parse_branding_update(update)
 
 
 def test_operations_are_the_function_routes_with_their_function_names():
@@ -175,7 +203,8 @@ def test_operations_are_the_function_routes_with_their_function_names():
         for binding in function.get_bindings():
             spec = binding.get_dict_repr()
             if spec.get("type") == "httpTrigger":
-                assert str(spec["authLevel"]).upper().endswith("FUNCTION")
+                # FUNCTION unless CALLER_AUTH=entra is set when the app starts (blueprints/caller_auth.py).
+                assert str(spec["authLevel"]).upper().endswith(ROUTE_AUTH_LEVEL.name)
                 for method in spec["methods"]:
                     method_name = getattr(method, "value", method)
                     routes.add((f"/api/{spec['route']}", str(method_name).lower(), function.get_function_name()))
@@ -183,11 +212,51 @@ def test_operations_are_the_function_routes_with_their_function_names():
     assert documented == routes
 
 
-def test_security_is_the_function_key_in_the_code_query_or_x_functions_key_header():
+def test_security_is_an_entra_bearer_token_or_the_function_key_in_the_code_query_or_header():
     schemes = document()["components"]["securitySchemes"]
-    places = {(s["type"], s["in"], s["name"]) for s in schemes.values()}
-    assert places == {("apiKey", "query", "code"), ("apiKey", "header", "x-functions-key")}
+    keys = {name: s for name, s in schemes.items() if s["type"] == "apiKey"}
+    assert {(s["in"], s["name"]) for s in keys.values()} == {("query", "code"), ("header", "x-functions-key")}
+    bearer = {name: s for name, s in schemes.items() if s["type"] == "http"}
+    assert [(s["scheme"], s["bearerFormat"]) for s in bearer.values()] == [("bearer", "JWT")]
+    assert set(schemes) == set(keys) | set(bearer)
     assert {next(iter(r)) for r in document()["security"]} == set(schemes)
+
+
+HANDLER_OF = {
+    "provision_tenant": provision_tenant,
+    "list_tenants": list_tenants_http,
+    "get_tenant": get_tenant_http,
+    "retire_tenant": retire_tenant,
+    "rotate_tenant": rotate_tenant,
+    "confirm_rotation": confirm_rotation,
+    "update_tenant": update_tenant,
+}
+
+
+def test_every_function_route_requires_an_app_role():
+    """A new route (PATCH /api/tenants/{tenant}, say) cannot be added without ``@requires(role)``."""
+    for builder in bp._function_builders:
+        function = builder.build()
+        role = required_role(function.get_user_function())
+        assert role in ROLES, f"{function.get_function_name()} has no @requires(<app role>)"
+
+
+def test_each_operation_names_the_app_role_its_handler_requires_and_documents_401_and_403():
+    bearer = next(name for name, s in document()["components"]["securitySchemes"].items() if s["type"] == "http")
+    for _, _, op in operations():
+        handler = HANDLER_OF[op["operationId"]]
+        needed = [r[bearer] for r in op["security"] if bearer in r]
+        assert needed == [[required_role(handler)]], op["operationId"]
+        assert {next(iter(r)) for r in op["security"]} == {next(iter(r)) for r in document()["security"]}
+        assert {"401", "403"} <= set(op["responses"]), op["operationId"]
+        for status in ("401", "403"):
+            media = resolve(op["responses"][status])["content"]["application/json"]
+            assert schema_name(media) == "Error"
+    error = schema("Error")["properties"]["error"]["properties"]
+    assert error["requiredRole"]["enum"] == list(ROLES)
+    assert {"unauthorized", "forbidden"} <= set(error["code"]["enum"])
+    described = " ".join(document()["info"]["description"].split())
+    assert all(f"`{role}`" in described for role in ROLES)
 
 
 # --- the request schema is the validator's -----------------------------------------------------
@@ -210,7 +279,18 @@ def test_request_schema_names_every_field_the_validator_knows():
     nylas = schema("NylasSpec")
     assert set(nylas["required"]) == rq.NYLAS_REQUIRED
     assert set(nylas["properties"]) == rq.NYLAS_REQUIRED | rq.NYLAS_OPTIONAL
-    for obj in (top, hosted, custom, nylas):
+    branding, logo, update = schema("Branding"), schema("Logo"), schema("BrandingUpdate")
+    assert top["properties"]["branding"]["$ref"] == "#/components/schemas/Branding"
+    assert set(branding["properties"]) == rq.BRANDING_FIELDS and "required" not in branding
+    assert branding["minProperties"] == 1  # parse_branding: "must name at least one of"
+    assert set(logo["properties"]) == set(logo["required"]) == rq.LOGO_FIELDS
+    # PATCH /api/tenants/{tenant}: {"branding": {...}} and nothing else (parse_branding_update).
+    assert set(update["properties"]) == set(update["required"]) == {"branding"}
+    assert update["properties"]["branding"] == {"$ref": "#/components/schemas/Branding"}
+    patch_body = operation("update_tenant")["requestBody"]
+    assert patch_body["required"] is True
+    assert schema_name(patch_body["content"]["application/json"]) == "BrandingUpdate"
+    for obj in (top, hosted, custom, nylas, branding, logo, update):
         assert obj["additionalProperties"] is False
 
 
@@ -254,6 +334,59 @@ def test_request_schema_has_the_validators_enums_patterns_and_limits():
     assert nylas["credential"]["writeOnly"] is True
     assert nylas["credentialSecret"]["pattern"] == rq.CREDENTIAL_SECRET_PATTERN
     assert top["replaces"]["$ref"] == "#/components/schemas/TenantSlug"
+    info_url = schema("InfoUrl")
+    assert (info_url["pattern"], info_url["maxLength"]) == (rq.INFO_URL_PATTERN, rq.MAX_INFO_URL)
+    for name in rq.BRANDING_URL_FIELDS:
+        assert schema("Branding")["properties"][name]["$ref"] == "#/components/schemas/InfoUrl"
+    assert schema("Branding")["properties"]["logo"]["$ref"] == "#/components/schemas/Logo"
+    logo = schema("Logo")["properties"]
+    assert logo["contentType"]["enum"] == list(rq.LOGO_TYPES)
+    # The longest base64 text the parser reads before decoding it: MAX_LOGO_BYTES, padded to whole groups.
+    assert logo["base64"]["maxLength"] == 4 * ((rq.MAX_LOGO_BYTES + 2) // 3) == 136536
+    described = " ".join(logo["base64"]["description"].split())
+    assert f"at most {rq.MAX_LOGO_BYTES // 1024} KB ({rq.MAX_LOGO_BYTES} bytes)" in described
+    for magic in (m for prefixes in rq.LOGO_TYPES.values() for m in prefixes):
+        assert f"`{magic.hex(' ').upper()}`" in described, magic
+    # The 413 answers state the body limits the handlers pass to parse_body.
+    limits = {"provision_tenant": rq.MAX_BODY_BYTES, "update_tenant": rq.MAX_BRANDING_BODY_BYTES}
+    for operation_id, limit in limits.items():
+        too_large = operation(operation_id)["responses"]["413"]
+        assert f"larger than {limit} bytes" in too_large["description"], operation_id
+        example = too_large["content"]["application/json"]["examples"]["tooLarge"]["value"]
+        assert example["error"]["message"] == f"request body is larger than {limit} bytes"
+
+
+PNG_PREFIX = base64.b64encode(b"\x89PNG\r\n\x1a\n\x00").decode()  # 12 characters: the PNG signature and a byte
+
+
+# Pieces of base64 text, whole groups and broken ones, padding and characters base64 does not have.
+BASE64_PIECES = [*["AAAA", "Qz+/", "iVBO"] * 6, "AQ==", "AAQ=", "=", "==", "A", "AQ", "Az+", "\n", " ", "-", "_", "Å"]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(tail=st.lists(st.sampled_from(BASE64_PIECES), max_size=5).map("".join), prefixed=st.integers(0, 3).map(bool))
+def test_the_base64_pattern_is_what_the_parser_decodes(tail, prefixed):
+    body = {"branding": {"logo": {"contentType": "image/png", "base64": (PNG_PREFIX if prefixed else "") + tail}}}
+    expected = schema_accepts("BrandingUpdate", body) and not logo_refused_once_decoded(body)
+    accepted = update_parser_accepts(body)
+    event("accepted" if accepted else "rejected")
+    assert accepted == expected, json.dumps(body)
+
+
+def test_the_base64_pattern_takes_what_python_decodes_and_no_more():
+    def logo(text: str) -> dict[str, Any]:
+        return {"contentType": "image/png", "base64": text}
+
+    # Python's base64 (validate=True) also takes surplus "=" after a complete group: so does the pattern.
+    for text in ["AAAA", "AQ==", "AAQ=", "AAAA=", "AAAA===", "AAAAAQ==", PNG_PREFIX + "=="]:
+        assert schema_accepts("Logo", logo(text)), text
+        base64.b64decode(text, validate=True)
+    for text in ["A", "AQ", "AQ=", "AQ===", "AAQ==", "=", "AQ==AAAA", "AA AA", "AAAA\n", "AA-_", "AAA."]:
+        assert not schema_accepts("Logo", logo(text)), text
+        with pytest.raises(binascii.Error):
+            base64.b64decode(text, validate=True)
+    assert not schema_accepts("Logo", logo(""))  # decodes to nothing: "is empty"
+    assert not update_parser_accepts({"branding": {"logo": logo("")}})
 
 
 def case_blind(text: str) -> str:
@@ -345,6 +478,17 @@ def test_answer_schemas_name_every_state_result_and_error_code_the_code_has():
     assert view["properties"]["audience"]["enum"] == list(rq.AUDIENCES)
     assert view["properties"]["nylas"]["properties"]["target"]["enum"] == list(rq.TARGETS)
     minimal = TenantView("acme", "o", "c", "k", "https://kv/secrets/x/1", now, "current", "v3-credential", "us", "a")
+    judged = Readiness(
+        ready=False,
+        missing=("no terms of service URL",),
+        advice=("no logo (the consent prompt shows a generic icon)",),
+        publisher_domain="acme.example",
+        verified_publisher=VerifiedPublisher("1234567", "Acme Ltd", now),
+        info=InfoUrls(privacy_statement_url="https://acme.example/privacy"),
+        admin_consent_for=("Place.Read.All",),
+        user_consent=UserConsent.ADMIN_ONLY.value,
+        admin_consent_url="https://login.microsoftonline.com/common/adminconsent?client_id=c",
+    )
     full = replace(
         minimal,
         updated_on=now,
@@ -356,9 +500,53 @@ def test_answer_schemas_name_every_state_result_and_error_code_the_code_has():
         hosted_auth_url="https://h",
         replaces="old",
         replaced_by="new",
+        readiness=judged,
     )
-    assert set(full.to_json()) == set(view["properties"])
+    # `status` is the one property the handler adds: POST /api/tenants's 202 (TenantAccepted requires it).
+    assert set(full.to_json()) | {"status"} == set(view["properties"])
+    assert "status" not in full.to_json()
     assert set(view["required"]) == set(minimal.to_json())
+    accepted = schema("TenantAccepted")
+    assert accepted["allOf"] == [{"$ref": "#/components/schemas/TenantView"}] and accepted["required"] == ["status"]
+    assert validator("TenantAccepted").is_valid(full.to_json() | {"status": "/api/tenants/acme"})
+    assert not validator("TenantAccepted").is_valid(full.to_json())
+
+    # readiness: judged from the app, or not known (the app could not be read).
+    assert view["properties"]["readiness"]["$ref"] == "#/components/schemas/Readiness"
+    judged_schema, unknown_schema = schema("ReadinessJudged"), schema("ReadinessUnknown")
+    assert set(judged.to_json()) == set(judged_schema["properties"]) == set(judged_schema["required"])
+    consent = judged_schema["properties"]["consent"]
+    assert consent["properties"]["userConsent"]["enum"] == [c.value for c in UserConsent]
+    judged_json: dict[str, Any] = judged.to_json()
+    assert set(judged_json["consent"]) == set(consent["properties"]) == set(consent["required"])
+    links = judged_schema["properties"]["branding"]
+    assert set(judged_json["branding"]) == set(links["properties"]) == set(links["required"])
+    publisher = judged_schema["properties"]["verifiedPublisher"]
+    assert set(judged_json["verifiedPublisher"]) == set(publisher["properties"]) == set(publisher["required"])
+    bare = replace(judged, verified_publisher=VerifiedPublisher(), missing=(), ready=True, info=InfoUrls())
+    for ready in (judged, bare, replace(bare, verified_publisher=VerifiedPublisher("1", "", None))):
+        assert validator("Readiness").is_valid(ready.to_json()), ready.to_json()
+        assert validator("TenantView").is_valid(replace(minimal, readiness=ready).to_json())
+    assert not validator("Readiness").is_valid(replace(judged, ready=True).to_json())  # ready, yet something missing
+    assert not validator("Readiness").is_valid(replace(bare, ready=False).to_json())  # not ready, yet nothing missing
+    unknown = Readiness.unreadable("microsoft-graph: 503 ServiceUnavailable", "https://login.example/common/x")
+    assert set(unknown.to_json()) == set(unknown_schema["properties"]) == set(unknown_schema["required"])
+    unknown_consent: dict[str, Any] = unknown.to_json()["consent"]  # type: ignore[assignment]
+    assert set(unknown_consent) == set(unknown_schema["properties"]["consent"]["required"])
+    assert validator("Readiness").is_valid(unknown.to_json())
+    assert validator("TenantView").is_valid(replace(full, readiness=unknown).to_json())
+
+    # PATCH /api/tenants/{tenant}'s answer.
+    result_schema = schema("BrandingResult")
+    profile = AppProfile("o", "c", info=InfoUrls(marketing_url="https://m"), logo_url="https://cdn/logo")
+    for changed in ((), ("logo",), ("info",), ("logo", "info")):
+        result = BrandingResult("acme", "o", changed, profile).to_json()
+        assert set(result) == set(result_schema["properties"]) == set(result_schema["required"])
+        assert validator("BrandingResult").is_valid(result), result
+    shown = result_schema["properties"]["branding"]
+    result_branding: dict[str, Any] = result["branding"]  # type: ignore[assignment]
+    assert set(result_branding) == set(shown["properties"]) == set(shown["required"])
+    assert result_schema["properties"]["changed"]["items"]["enum"] == ["logo", "info"]
     nylas = view["properties"]["nylas"]
     full_nylas: dict[str, str] = full.to_json()["nylas"]  # type: ignore[assignment]
     minimal_nylas: dict[str, str] = minimal.to_json()["nylas"]  # type: ignore[assignment]
@@ -403,6 +591,56 @@ def nylas_with(**fields: Any) -> dict[str, Any]:
             nylas[key] = value
     return body_with(nylas=nylas)
 
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(24)  # the parser reads no more of an image than its first bytes
+JPEG = b"\xff\xd8\xff\xe0" + bytes(12)
+BMP = b"BM" + bytes(14)
+TOO_BIG_PNG = PNG[:8] + bytes(rq.MAX_LOGO_BYTES + 1 - 8)  # 136536 characters of base64: the schema's maximum
+
+
+def logo_of(data: bytes, content_type: str = "image/png") -> dict[str, str]:
+    return {"contentType": content_type, "base64": base64.b64encode(data).decode()}
+
+
+def logo_refused_once_decoded(body: dict[str, Any]) -> bool:
+    """Whether a body the schema accepts (a ProvisionRequest or a BrandingUpdate) has a logo that breaks
+    the rules ``Logo.base64``'s description states: at most 100 KB once decoded, and the first bytes of
+    its ``contentType``."""
+    branding = body.get("branding")
+    logo = branding.get("logo") if isinstance(branding, dict) else None
+    if not isinstance(logo, dict) or logo.get("contentType") not in ("image/png", "image/jpeg", "image/bmp"):
+        return False
+    try:
+        data = base64.b64decode(logo.get("base64", ""), validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        return False  # not base64: the schema's to refuse
+    return len(data) > rq.MAX_LOGO_BYTES or not data.startswith(rq.LOGO_TYPES[logo["contentType"]])
+
+
+BRANDING_GOOD: list[Any] = [
+    {"marketingUrl": "https://a.example"},
+    {"supportUrl": "https://a.b:8443/x?y=1#z", "termsOfServiceUrl": "https://t.example/" + "p" * 2030},
+    {"privacyStatementUrl": "https://localhost/privacy", "logo": logo_of(PNG)},
+    {"logo": logo_of(JPEG, "image/jpeg")},
+    {"logo": logo_of(BMP, "image/bmp")},
+    {"logo": logo_of(PNG, "image/bmp")},  # another type's bytes: refused by the parser alone
+    {"logo": logo_of(TOO_BIG_PNG)},  # over 100 KB once decoded: likewise
+]
+BRANDING_BAD: list[Any] = [
+    {},
+    {"homePageUrl": "https://a.example"},
+    {"marketingUrl": "http://a.example"},
+    {"supportUrl": "https://a.example/a b"},
+    {"termsOfServiceUrl": "https://" + "a" * 2041},
+    {"logo": {"contentType": "image/gif", "base64": "R0lGODlh"}},
+    {"logo": {"contentType": "image/png"}},
+    {"logo": {"contentType": "image/png", "base64": "not base64!"}},
+    {"logo": {"contentType": "image/png", "base64": ""}},
+    {"logo": logo_of(PNG) | {"url": "https://a.example/logo.png"}},
+    {"logo": logo_of(PNG[:8] + bytes(rq.MAX_LOGO_BYTES))},  # 136544 characters: longer than the schema allows
+    "https://a.example",
+    None,
+]
 
 ACCEPTED = [
     ("minimal-v3", body_with()),
@@ -453,6 +691,11 @@ ACCEPTED = [
     ("scopes-v3-credential", nylas_with(target=ABSENT) | {"scopes": ["User.Read"]}),
     ("replaces", body_with(replaces="globex-eu")),
     ("replaces-40", body_with(replaces="r" * 40)),
+    ("branding-links", body_with(branding={"privacyStatementUrl": "https://a.example/p", "supportUrl": "https://s.b"})),
+    ("branding-png", body_with(branding={"logo": logo_of(PNG)})),
+    ("branding-jpeg-v2", nylas_with(target="v2-integration") | {"branding": {"logo": logo_of(JPEG, "image/jpeg")}}),
+    ("branding-bmp-and-link", body_with(branding={"logo": logo_of(BMP, "image/bmp"), "marketingUrl": "https://m.b"})),
+    ("branding-100-kb", body_with(branding={"logo": logo_of(PNG[:8] + bytes(rq.MAX_LOGO_BYTES - 8))})),
 ]
 
 REJECTED = [
@@ -528,6 +771,17 @@ REJECTED = [
     ("rotate-before-366", body_with(rotateBeforeDays=366)),
     ("guid-short", body_with(existingAppId=GUID[:-1])),
     ("guid-null", body_with(existingAppId=None)),
+    *((f"branding-bad-{i}", body_with(branding=bad)) for i, bad in enumerate(BRANDING_BAD)),
+]
+
+# The body of PATCH /api/tenants/{tenant}: the same branding object, alone.
+UPDATES_ACCEPTED = [{"branding": good} for good in BRANDING_GOOD if not logo_refused_once_decoded({"branding": good})]
+UPDATES_REJECTED = [
+    *({"branding": bad} for bad in BRANDING_BAD),
+    {},
+    {"branding": {"marketingUrl": "https://a.example"}, "tenant": "acme"},
+    {"logo": logo_of(PNG)},
+    [],
 ]
 
 
@@ -543,6 +797,18 @@ def test_request_the_schema_rejects_is_rejected_by_the_parser(body):
     assert not parser_accepts(body)
 
 
+@pytest.mark.parametrize("body", UPDATES_ACCEPTED)
+def test_branding_update_the_schema_accepts_is_accepted_by_the_parser(body):
+    assert schema_accepts("BrandingUpdate", body)
+    assert update_parser_accepts(body)
+
+
+@pytest.mark.parametrize("body", UPDATES_REJECTED)
+def test_branding_update_the_schema_rejects_is_rejected_by_the_parser(body):
+    assert not schema_accepts("BrandingUpdate", body)
+    assert not update_parser_accepts(body)
+
+
 def same_scope(name: str) -> str:
     """A scope name as the document reads it: any letter case, the Graph prefix or not."""
     lowered = name.lower()
@@ -551,6 +817,8 @@ def same_scope(name: str) -> str:
 
 def parser_only_refusal(body: dict[str, Any]) -> bool:
     """Whether a body the schema accepts breaks one of the rules only the descriptions state."""
+    if logo_refused_once_decoded(body):
+        return True
     lifetime = body.get("secretLifetimeDays", 730)
     if "rotateBeforeDays" in body and body["rotateBeforeDays"] >= lifetime:
         return True
@@ -603,6 +871,20 @@ PARSER_ONLY = [
         "scopes",
         "A name may appear once, in any spelling",
     ),
+    (
+        "logo-over-100-kb-once-decoded",
+        body_with(branding={"logo": logo_of(TOO_BIG_PNG)}),
+        "branding.logo.base64",
+        "branding",
+        "must decode to at most 100 KB",
+    ),
+    (
+        "logo-of-another-type",
+        body_with(branding={"logo": logo_of(PNG, "image/jpeg")}),
+        "branding.logo.base64",
+        "branding",
+        "an image of its `contentType` (its first bytes say which)",
+    ),
 ]
 
 
@@ -617,7 +899,29 @@ def test_rules_only_the_parser_checks_are_described_where_the_field_is(body, fie
     assert refused.value.field == field
     assert words in " ".join(schema("ProvisionRequest")["properties"][prop]["description"].split())
     overview = " ".join(operation("provision_tenant")["description"].split())
-    assert f"`{prop}`" in overview.split("rather than in the schema:", 1)[1].split("Every other rule", 1)[0]
+    stated = overview.split("rather than in the schema:", 1)[1].split("Every other rule", 1)[0]
+    assert f"`{prop}`" in stated or f"`{prop}." in stated
+
+
+# PATCH /api/tenants/{tenant}: the logo's rules JSON Schema cannot state (what its base64 decodes to).
+PATCH_PARSER_ONLY = [
+    ("logo-over-100-kb-once-decoded", {"branding": {"logo": logo_of(TOO_BIG_PNG)}}, "at most 100 KB"),
+    ("png-sent-as-jpeg", {"branding": {"logo": logo_of(PNG, "image/jpeg")}}, "first bytes are those of"),
+    ("jpeg-sent-as-bmp", {"branding": {"logo": logo_of(JPEG, "image/bmp")}}, "first bytes are those of"),
+]
+
+
+@pytest.mark.parametrize(("body", "words"), [pytest.param(b, w, id=i) for i, b, w in PATCH_PARSER_ONLY])
+def test_logo_rules_only_the_parser_checks_are_described_for_the_patch_body(body, words):
+    assert schema_accepts("BrandingUpdate", body)
+    assert logo_refused_once_decoded(body)
+    with pytest.raises(BadRequest) as refused:
+        rq.parse_branding_update(body)
+    assert refused.value.field == "branding.logo.base64"
+    assert words in " ".join(schema("Logo")["properties"]["base64"]["description"].split())
+    overview = " ".join(operation("update_tenant")["description"].split())
+    assert "rather than in the schema" in overview.split("`Logo.base64`", 1)[1]
+    assert "100 KB" in overview and "first bytes" in overview
 
 
 # Per field: values the schema allows, and values it does not (ABSENT: the field is left out).
@@ -654,6 +958,7 @@ FIELDS: dict[str, tuple[list[Any], list[Any]]] = {
     "secretLifetimeDays": ([1, 2, 30, 90, 730, 90.0, ABSENT], [731, 0, -5, 90.5, "90", True, None]),
     "rotateBeforeDays": ([1, 29, 30, 365, 30.0, ABSENT], [366, 0, "30", False, None]),
     "existingAppId": ([GUID, GUID.upper(), ABSENT], [GUID[:-1], "x", None, 7]),
+    "branding": ([ABSENT] * len(BRANDING_GOOD) + BRANDING_GOOD, BRANDING_BAD),
     "extra": ([ABSENT], [{"nested": 1}]),
 }
 AUTH_FIELDS: dict[str, tuple[list[Any], list[Any]]] = {
@@ -765,6 +1070,23 @@ def one(tenant, handler, path=""):
     return handler(http_request(method, f"{URL}/{tenant}{path}", route_params={"tenant": tenant}))
 
 
+def patch(tenant: str, body: Any = None, *, content_type: str = "application/json", raw: bytes | None = None):
+    request = http_request(
+        "PATCH", f"{URL}/{tenant}", body, route_params={"tenant": tenant}, content_type=content_type, raw=raw
+    )
+    return update_tenant(request)
+
+
+def assert_accepted(response) -> dict[str, Any]:
+    """A 202 of POST /api/tenants: documented, ``status`` and ``Location`` the tenant's status path."""
+    assert response.status_code == 202, response.get_body()
+    accepted: dict[str, Any] = assert_documented("provision_tenant", response, body_schema="TenantAccepted")
+    assert accepted["status"] == response.headers["Location"] == f"/api/tenants/{accepted['tenant']}"
+    assert response.headers["Retry-After"] == "10"
+    assert accepted["rotationState"] in ("pending", "verified")
+    return accepted
+
+
 def delete(tenant: str, **params: str) -> func.HttpResponse:
     request = func.HttpRequest(
         method="DELETE", url=f"{URL}/{tenant}", headers={}, params=params, route_params={"tenant": tenant}, body=b""
@@ -782,18 +1104,56 @@ def test_handlers_answer_with_the_documented_status_and_schema(svc, emulators):
     for body in (v3, manual, credential, v2, successor):
         register_nylas(emulators, body)
 
-    assert_documented("provision_tenant", post(v3), body_schema="TenantView")
+    # A new tenant answers 202 (pending); the same request again while the queue has not run, the same 202.
+    first = assert_accepted(post(v3))
+    assert first["rotationState"] == "pending"
+    assert assert_accepted(post(v3))["keyId"] == first["keyId"]
+    accepted = {body["tenant"]: assert_accepted(post(body)) for body in (manual, credential, v2)}
+    drain_queue(svc)  # the queue proves, pushes and finishes
+    accepted["globex"] = assert_accepted(post(successor))  # the v2 tenant it replaces exists now
+    drain_queue(svc)
+    # Settled: the same request answers 200 with the tenant (a TenantView, no `status`).
     again = post(v3)
-    assert again.status_code == 200
-    assert_documented("provision_tenant", again, body_schema="TenantView")
-    assert response_json(post(manual))["rotationState"] == "awaiting-confirmation"
-    made = assert_documented("provision_tenant", post(credential), body_schema="TenantView")
+    assert again.status_code == 200, again.get_body()
+    settled = assert_documented("provision_tenant", again, body_schema="TenantView")
+    assert "status" not in settled and again.headers["Location"] == "/api/tenants/acme"
+    assert (settled["keyId"], settled["rotationState"]) == (first["keyId"], "current")
+
+    def status_of(tenant: str) -> dict[str, Any]:
+        view: dict[str, Any] = assert_documented("get_tenant", one(tenant, get_tenant_http), body_schema="TenantView")
+        assert "status" not in view and "readiness" in view
+        return view
+
+    assert status_of("initech")["rotationState"] == "awaiting-confirmation"
+    made = status_of("umbrella")
     assert made["audience"] == rq.DEFAULT_AUDIENCE and made["nylas"]["credentialId"] and made["hostedAuthUrl"]
-    assert made["redirectUri"] == rq.HOSTED_REDIRECTS[3]["us"]
-    old = assert_documented("provision_tenant", post(v2), body_schema="TenantView")
+    assert "credentialId" not in accepted["umbrella"]["nylas"]  # made at Nylas by the queued run
+    assert accepted["umbrella"]["redirectUri"] == rq.HOSTED_REDIRECTS[3]["us"]
+    old = accepted["globex-eu"]
     assert (old["audience"], old["redirectUri"]) == ("single-org", rq.HOSTED_REDIRECTS[2]["us"])
-    new = assert_documented("provision_tenant", post(successor), body_schema="TenantView")
-    assert new["replaces"] == "globex-eu"
+    assert accepted["globex"]["replaces"] == status_of("globex")["replaces"] == "globex-eu"
+    ready = status_of("acme")["readiness"]
+    assert (ready["ready"], ready["consent"]["userConsent"]) == (False, "restricted")
+    assert "no verified publisher" in ready["missing"]
+
+    # PATCH: the app's branding, then the same body again, which writes nothing.
+    links = {"privacyStatementUrl": "https://acme.example/privacy", "termsOfServiceUrl": "https://acme.example/t"}
+    body = {"branding": links | {"logo": logo_of(PNG)}}
+    branded = assert_documented("update_tenant", patch("acme", body), body_schema="BrandingResult")
+    assert (branded["tenant"], branded["changed"]) == ("acme", ["logo", "info"])
+    assert branded["branding"]["termsOfServiceUrl"] == links["termsOfServiceUrl"] and branded["branding"]["logoUrl"]
+    emulators.world.reset_calls()
+    unchanged = assert_documented("update_tenant", patch("acme", body), body_schema="BrandingResult")
+    assert unchanged["changed"] == [] and unchanged["branding"] == branded["branding"]
+    assert not writes(dict(emulators.world.calls)), writes(dict(emulators.world.calls))
+    assert emulators.world.calls["graph.get_application"] == 1  # one read of the app, compared with the body
+    ready = status_of("acme")["readiness"]
+    assert ready["branding"] == {"marketingUrl": None, **links, "supportUrl": None, "logo": True}
+    assert "no terms of service URL" not in ready["missing"]
+    # The app cannot be read: the status still answers 200, its readiness says why.
+    emulators.world.faults.inject("graph.get_application", status=404, times=1)
+    unreadable = status_of("acme")["readiness"]
+    assert (unreadable["ready"], set(unreadable)) == (False, {"ready", "missing", "advice", "error", "consent"})
     listed = assert_documented("list_tenants", list_tenants_http(http_request("GET", URL)), body_schema="TenantList")
     assert listed["count"] == 5
     assert {t["tenant"]: t.get("replacedBy") for t in listed["tenants"]}["globex-eu"] == "globex"
@@ -834,6 +1194,7 @@ def test_handlers_answer_with_the_documented_status_and_schema(svc, emulators):
         error = assert_documented("provision_tenant", response, body_schema="Error")["error"]
         assert (error["code"], error["field"]) == ("conflict", field)
 
+    jpeg_as_png = logo_of(JPEG, "image/png")
     errors = [
         ("provision_tenant", post(body_with(tenant="Acme")), 400, "tenant"),
         ("provision_tenant", post(body_with(scopes=["Mail.Read", "EAS.AccessAsUser.All"])), 400, "scopes[1]"),
@@ -860,6 +1221,20 @@ def test_handlers_answer_with_the_documented_status_and_schema(svc, emulators):
         ("retire_tenant", delete("acme", confirm="acme", deleteApp="yes"), 400, "deleteApp"),
         ("retire_tenant", delete("No Body", confirm="No Body"), 400, "tenant"),
         ("retire_tenant", delete("nobody", confirm="nobody"), 404, "tenant"),
+        (
+            "provision_tenant",
+            provision_tenant(http_request("POST", URL, raw=b" " * (rq.MAX_BODY_BYTES + 1))),
+            413,
+            "body",
+        ),
+        ("update_tenant", patch("acme", {"branding": {}}), 400, "branding"),
+        ("update_tenant", patch("acme", {"branding": {"logo": jpeg_as_png}}), 400, "branding.logo.base64"),
+        ("update_tenant", patch("acme", {"branding": links, "displayName": "x"}), 400, "displayName"),
+        ("update_tenant", patch("No Body", body), 400, "tenant"),
+        ("update_tenant", patch("nobody", body), 404, "tenant"),
+        ("update_tenant", patch("globex", body), 409, "tenant"),  # being retired
+        ("update_tenant", patch("acme", body, content_type="text/plain"), 415, "Content-Type"),
+        ("update_tenant", patch("acme", raw=b" " * (rq.MAX_BRANDING_BODY_BYTES + 1)), 413, "body"),
     ]
     for operation_id, response, status, field in errors:
         assert response.status_code == status, (operation_id, response.get_body())
