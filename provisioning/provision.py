@@ -43,7 +43,15 @@ from provisioning.graph_scopes import qualified, required_resource_access
 from provisioning.manifest import Manifest
 from provisioning.readiness import Readiness
 from provisioning.request import ProvisionRequest
-from rotation.engine import Outcome, Result, RotationEngine, is_ours, new_lifetime_days, new_rotation_id
+from rotation.engine import (
+    PROVISION_FOLLOW_UP,
+    Outcome,
+    Result,
+    RotationEngine,
+    is_ours,
+    new_lifetime_days,
+    new_rotation_id,
+)
 
 log = logging.getLogger("provisioning")
 T = TypeVar("T")
@@ -254,7 +262,7 @@ class Provisioner:
     def _follow_up(self, record: TenantRecord, scopes: tuple[str, ...] = ()) -> RotationRequest:
         return RotationRequest(
             record.tenant,
-            "provision",
+            PROVISION_FOLLOW_UP,
             paced=Audience(record.audience).allows_personal,
             scopes=scopes,
             requested_by=current_caller(),  # the queued writes record who asked, too

@@ -60,6 +60,11 @@ from core.telemetry import annotate, telemetry, tracer, work_on
 log = logging.getLogger("rotation")
 
 CONTENT_TYPE = "application/vnd.nylas-entra-rotator.client-secret"
+# The reason of provisioning's queued follow-up. It finishes a tenant that is on its way and
+# nothing more: a duplicate (a repeated POST re-queues it) that finds the tenant settled must not
+# start a rotation. (One that finds it awaiting confirmation reminds, as a retry after a crash
+# between the state write and the first alert must.)
+PROVISION_FOLLOW_UP = "provision"
 # When a tenant policy refuses a lifetime (Graph never says the maximum), try these, longest first.
 LIFETIME_LADDER_DAYS = (365, 180, 90, 60, 30, 14, 7)
 
@@ -157,7 +162,14 @@ class RotationEngine:
         def run() -> Outcome:
             try:
                 with self.deps.leases.hold(tenant):
-                    return self._advance(tenant, force=force, seen_version=seen_version, confirm=False, scopes=scopes)
+                    return self._advance(
+                        tenant,
+                        force=force,
+                        seen_version=seen_version,
+                        confirm=False,
+                        scopes=scopes,
+                        finishing_only=reason == PROVISION_FOLLOW_UP,
+                    )
             except LeaseBusy:
                 log.info("rotation busy", extra={"tenant": tenant, "step": "lease"})
                 return Outcome(tenant, Result.BUSY, message="another run holds this tenant's lease")
@@ -194,7 +206,7 @@ class RotationEngine:
         made now asks for."""
         return self.measured(
             tenant,
-            "provision",
+            PROVISION_FOLLOW_UP,
             lambda: self._advance(
                 tenant,
                 force=False,
@@ -259,11 +271,16 @@ class RotationEngine:
         app: AppInfo | None = None,
         known: str | None = None,
         scopes: tuple[str, ...] = (),
+        finishing_only: bool = False,
     ) -> Outcome:
         latest, record = loaded or self._load(tenant)
         annotate(target=record.nylas_target.value)
         if record.state is RotationState.RETIRING:
             return Outcome(tenant, Result.RETIRING, record.key_id, message="the tenant is being retired")
+        if finishing_only and record.state.settled:
+            return Outcome(
+                tenant, Result.NOT_DUE, record.key_id, expires_on=latest.expires_on, message="provisioning had finished"
+            )
         if seen_version and seen_version != latest.version and record.state is not RotationState.PENDING:
             # A request about a version that is no longer the latest: someone already rotated (or
             # already parked it for confirmation: a duplicate must not send a second reminder).

@@ -111,3 +111,24 @@ def test_a_lost_follow_up_is_queued_again_by_the_next_post(slow_entra, emulators
     assert again.status_code == 202
     assert response_json(get("lost"))["rotationState"] == "current"
     assert emulators.world.nylas_secret_works(body["nylas"]["appId"])
+
+
+def test_a_duplicate_follow_up_finds_the_tenant_settled_and_rotates_nothing(slow_entra, emulators):
+    """Two POSTs while pending queue two follow-ups. The first finishes provisioning; the second
+    must not treat the finished tenant as a rotation to run, even when its one-day secret is already
+    inside the rotation window (a nightly scan or an event decides that, not a duplicate)."""
+    svc = slow_entra
+    emulators.world.entra.propagation_delay = 0.0
+    body = {**tenant_body("brief", "v3-connector"), "secretLifetimeDays": 1}
+    register_nylas(emulators, body)
+    accepted = response_json(post(body))
+    assert post(body).status_code == 202
+    assert [r["tenant"] for r in peek_requests(svc)] == ["brief", "brief"]
+
+    drain_queue(svc)
+
+    # Judged from the emulated world: one secret on the app, one version in Key Vault, the first.
+    app = emulators.world.graph.apps[accepted["appObjectId"]]
+    assert [p.key_id for p in app.password_credentials] == [accepted["keyId"]]
+    assert len(emulators.world.keyvault.secrets["nylas-entra-brief"].versions) == 1
+    assert response_json(get("brief"))["rotationState"] == "current"
