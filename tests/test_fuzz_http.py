@@ -45,7 +45,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
@@ -1022,7 +1022,17 @@ def test_branding_updates_answer_as_documented_and_the_same_update_again_writes_
     generated = st.one_of(*(strategy(api, UPDATE, mode) for mode in GenerationMode))
     limit = body_limit(UPDATE)
 
+    # One past the body limit and one under a type that is no JSON, always: the draws above reach
+    # them on most runs, not on every one (a full run once drew no 413).
+    padded = b'{"branding": {"supportUrl": "https://a.b"}' + b" " * limit + b"}"
+    pinned = [
+        update_call("acme", padded[:limit] + b"}", "application/json", "pinned-size"),
+        update_call("acme", b'{"branding": {}}', "text/plain", "pinned-type"),
+    ]
+
     @fuzz_settings("update_tenant")
+    @example(pick=0, generated_call=pinned[0], hand=pinned[0], known_call=pinned[0])
+    @example(pick=0, generated_call=pinned[1], hand=pinned[1], known_call=pinned[1])
     @given(pick=st.integers(0, 9), generated_call=generated, hand=hand_updates(), known_call=known_updates())
     def run(pick: int, generated_call: Call, hand: Call, known_call: Call) -> None:
         call = hand if pick < 3 else generated_call if pick < 6 else known_call
