@@ -173,7 +173,10 @@ noisy, absolute seconds are not comparable between runs.
 
 ## 1. Outside calls (exact, counted by the emulators)
 
-A fresh provisioning (through the HTTP handler; lease in Azurite not counted):
+A fresh provisioning (through the HTTP handler; lease in Azurite not counted): the request that
+answers 202 and its queued follow-up, which proves the secret, pushes it to Nylas and finishes.
+Being two invocations, the follow-up reads the tenant and its app again (one Key Vault and one
+Graph read). `python -m scripts.provision_calls` prints the two apart, route by route.
 
 {calls_table(counts["provision"])}
 

@@ -121,6 +121,7 @@ class Report:
     tenants: int = 0
     days: int = 0
     rotations: int = 0
+    rotations_by_target: Counter[str] = field(default_factory=Counter)
     alerts: Counter[str] = field(default_factory=Counter)
     max_credentials: int = 0
     min_days_left: float = float("inf")
@@ -136,10 +137,11 @@ class Report:
     def lines(self) -> list[str]:
         alerts = ", ".join(f"{k} {v}" for k, v in sorted(self.alerts.items())) or "none"
         events = ", ".join(f"{k} {v}" for k, v in sorted(self.events.items())) or "none"
+        by_target = ", ".join(f"{k} {v}" for k, v in sorted(self.rotations_by_target.items())) or "none"
         return [
             f"tenants                    {self.tenants}",
             f"days simulated             {self.days}",
-            f"rotations done             {self.rotations}",
+            f"rotations done             {self.rotations} ({by_target})",
             f"faults injected (calls)    {self.faults_injected}",
             f"rotations crashed midway   {self.crashes}",
             f"poison messages            {self.poison}",
@@ -199,7 +201,7 @@ class Simulation:
         targets = ("v3-credential", "v3-connector", "v2-integration", "manual")
         planned = []
         for i in range(count):
-            target = targets[i % 3]
+            target = targets[i % len(targets)]
             lifetime = self.rng.choice(self.lifetimes)
             planned.append(SimTenant(f"t{i:03d}", target, lifetime, start_day=self.rng.randrange(0, 60)))
         for tenant in planned[: max(1, count // 20)]:  # a few live under a 180-day lifetime policy
@@ -454,6 +456,7 @@ class Simulation:
             if not tenant.key_changes or tenant.key_changes[-1][1] != record.key_id:
                 if tenant.key_changes and record.state is not RotationState.RESTORED:
                     self.report.rotations += 1
+                    self.report.rotations_by_target[tenant.target] += 1
                     spacing = day - tenant.key_changes[-1][0]
                     if spacing < min(record.lifetime_days, tenant.lifetime) // 2 - 1:
                         self._break(day, tenant, f"5: rotated again after only {spacing} days")
