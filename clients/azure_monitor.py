@@ -19,7 +19,7 @@ import logging
 import os
 from collections.abc import Mapping
 
-from core.telemetry import ContextSpanProcessor, install_log_context
+from core.telemetry import install_log_context
 
 CONNECTION_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 AUTHENTICATION_SETTING = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
@@ -66,6 +66,8 @@ def setup(env: Mapping[str, str] | None = None) -> bool:
     if not connection or _configured:
         return _configured
     from azure.monitor.opentelemetry import configure_azure_monitor
+
+    from core.span_context import ContextSpanProcessor  # the SDK: loaded only when exporting
 
     configure_azure_monitor(
         connection_string=connection,

@@ -20,9 +20,7 @@ from contextvars import ContextVar
 from typing import Any, Final
 
 from opentelemetry import metrics, trace
-from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 METER_NAME: Final = "nylas-entra-rotator"
 
@@ -208,18 +206,6 @@ def install_log_context() -> None:
 
     factory._rotator = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
-
-
-class ContextSpanProcessor(SpanProcessor):
-    """Stamps every span started inside a ``work_on`` block (ours, and the SDKs' HTTP spans) with
-    its tenant, target and step."""
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        for key, value in (_context.get() or {}).items():
-            span.set_attribute(f"rotator.{key}", value)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        return None
 
 
 def flush(timeout_millis: int = 10_000) -> None:

@@ -4,6 +4,7 @@ step, and never a secret value in any of them."""
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -16,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from core import telemetry as t
 from core.errors import DependencyError
+from core.span_context import ContextSpanProcessor
 from devenv.scenario import provision
 from tests.support import run_nightly_scan
 
@@ -27,7 +29,7 @@ class Exported:
         self.reader = InMemoryMetricReader()
         self.spans = InMemorySpanExporter()
         tracer_provider = TracerProvider()
-        tracer_provider.add_span_processor(t.ContextSpanProcessor())
+        tracer_provider.add_span_processor(ContextSpanProcessor())
         tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
         self.instruments = t.Telemetry(MeterProvider(metric_readers=[self.reader]), tracer_provider)
 
@@ -183,3 +185,52 @@ def test_without_a_connection_string_nothing_is_exported_and_with_aad_auth_the_i
         {"APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Authorization=AAD;ClientId=11111111-1111-1111-1111-111111111111"}
     )
     assert isinstance(signed, ManagedIdentityCredential)
+
+
+def test_with_a_connection_string_azure_monitor_gets_spans_stamped_with_the_tenant(tmp_path):
+    """The exporting path as Azure runs it, in a fresh interpreter (it installs process-wide
+    providers): the distro is configured, and a span started inside a tenant's block carries it.
+    Nothing is sent: the ingestion endpoint is a closed local port and nothing is flushed. Every
+    span is sampled here; the distro's default keeps at most 5 traces a second."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "export.py"
+    script.write_text(
+        """
+import json
+from opentelemetry import trace
+from clients import azure_monitor
+from core.telemetry import work_on
+
+env = {"APPLICATIONINSIGHTS_CONNECTION_STRING":
+       "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://127.0.0.1:9/"}
+assert azure_monitor.setup(env) is True
+with work_on(tenant="acme", target="v3-credential", step="verify"):
+    with trace.get_tracer("t").start_as_current_span("call") as span:
+        attributes = dict(span.attributes)
+print(json.dumps(attributes))
+"""
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=root,
+        env={
+            "PYTHONPATH": str(root),
+            "PATH": "",
+            "OTEL_TRACES_SAMPLER": "microsoft.fixed_percentage",
+            "OTEL_TRACES_SAMPLER_ARG": "1.0",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    attributes = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {k: attributes.get(k) for k in ("rotator.tenant", "rotator.target", "rotator.step")} == {
+        "rotator.tenant": "acme",
+        "rotator.target": "v3-credential",
+        "rotator.step": "verify",
+    }
