@@ -26,6 +26,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobLeaseClient, BlobServiceClient
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
+from clients.retrying import pooled_transport
 from core.clock import Clock
 from core.errors import DependencyUnavailable, LeaseBusy, LeaseLost
 from core.ports import RotationRequest
@@ -33,6 +34,17 @@ from core.settings import StorageSettings
 
 log = logging.getLogger("clients.storage")
 T = TypeVar("T")
+DEPENDENCY = "storage"
+
+
+def _blob_service(storage: StorageSettings, credential: TokenCredential | None) -> BlobServiceClient:
+    """Every answer (each try, retries included) is counted as ``storage`` in
+    ``rotator.dependency.calls``: an app that lost its storage role fails here first. Lease 409s
+    and a first run's 404 are normal answers, counted like the others."""
+    transport = pooled_transport(dependency=DEPENDENCY)
+    if storage.connection_string:
+        return BlobServiceClient.from_connection_string(storage.connection_string, transport=transport)
+    return BlobServiceClient(storage.blob_service_uri, credential=credential, transport=transport)
 
 
 class BlobLease:
@@ -89,10 +101,7 @@ class BlobLeaseManager:
     def __init__(
         self, storage: StorageSettings, container: str, *, seconds: int = 30, credential: TokenCredential | None = None
     ) -> None:
-        if storage.connection_string:
-            self._service = BlobServiceClient.from_connection_string(storage.connection_string)
-        else:
-            self._service = BlobServiceClient(storage.blob_service_uri, credential=credential)
+        self._service = _blob_service(storage, credential)
         self._container = self._service.get_container_client(container)
         self._seconds = seconds
         self._ready = False
@@ -150,13 +159,18 @@ class StorageRotationQueue:
     def __init__(self, storage: StorageSettings, name: str, *, credential: TokenCredential | None = None) -> None:
         # The Functions queue trigger expects base64 messages by default.
         policy = TextBase64EncodePolicy()
+        transport = pooled_transport(dependency=DEPENDENCY)  # counted, as the blob clients are
         if storage.connection_string:
             self.client = QueueClient.from_connection_string(
-                storage.connection_string, name, message_encode_policy=policy
+                storage.connection_string, name, message_encode_policy=policy, transport=transport
             )
         else:
             self.client = QueueClient(
-                storage.queue_service_uri, name, credential=credential, message_encode_policy=policy
+                storage.queue_service_uri,
+                name,
+                credential=credential,
+                message_encode_policy=policy,
+                transport=transport,
             )
         self._ready = False
 
@@ -185,10 +199,7 @@ class BlobGraphPace:
     def __init__(
         self, storage: StorageSettings, container: str, clock: Clock, *, credential: TokenCredential | None = None
     ) -> None:
-        if storage.connection_string:
-            service = BlobServiceClient.from_connection_string(storage.connection_string)
-        else:
-            service = BlobServiceClient(storage.blob_service_uri, credential=credential)
+        service = _blob_service(storage, credential)
         self._container = service.get_container_client(container)
         self._blob = self._container.get_blob_client(self.BLOB)
         self._clock = clock

@@ -79,7 +79,9 @@ class Telemetry:
         self.scans = meter.create_counter(SCANS, unit="{scan}", description="Nightly scans by outcome")
         self.alerts = meter.create_counter(ALERTS, unit="{alert}", description="Alerts sent, by kind")
         self.calls = meter.create_counter(
-            DEPENDENCY_CALLS, unit="{call}", description="Calls to Graph, Entra, Key Vault, Nylas, by status"
+            DEPENDENCY_CALLS,
+            unit="{call}",
+            description="Calls to Graph, Entra, Key Vault, Nylas and Storage, by status",
         )
         meter.create_observable_gauge(
             DAYS_LEFT, [self.gauges.observe_days_left], unit="d", description="Days until the live secret expires"

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from core import telemetry as t
 from core.errors import DependencyError
+from core.ports import RotationRequest
 from core.span_context import ContextSpanProcessor
 from devenv.scenario import provision
 from tests.support import run_nightly_scan
@@ -80,6 +81,22 @@ def test_a_rotation_is_counted_timed_and_leaves_its_days_left(svc, emulators, ex
     assert 700 < days <= 730
     calls = {(a["dependency"], a["status"]) for a, _ in exported.points(t.DEPENDENCY_CALLS)}
     assert {("microsoft-graph", "200"), ("key-vault", "200"), ("entra-id", "200"), ("nylas", "200")} <= calls
+
+
+def storage_answers(exported: Exported) -> dict[str, int]:
+    return {a["status"]: v for a, v in exported.points(t.DEPENDENCY_CALLS) if a["dependency"] == "storage"}
+
+
+def test_storage_answers_are_counted_for_the_lease_and_the_queue(svc, exported):
+    """Storage is where an app that lost its role fails first: its answers are counted too."""
+    with svc.deps.leases.hold("acme"):  # a first run on Azurite: 404, the blob made, then the lease
+        pass
+    lease = storage_answers(exported)
+    assert lease.get("404", 0) >= 1 and lease.get("201", 0) >= 2 and lease.get("200", 0) >= 1, lease
+
+    svc.queue.send(RotationRequest("acme", "forced"))
+
+    assert storage_answers(exported).get("201", 0) > lease["201"]  # the message, put
 
 
 def test_a_failed_rotation_is_counted_as_failed_and_alerted(svc, emulators, exported, alerts):
